@@ -1,0 +1,5 @@
+import sys
+
+from synthrl.cli import main
+
+sys.exit(main())

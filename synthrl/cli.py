@@ -1,0 +1,100 @@
+"""The ``synthrl`` command: one verb per module in ``synthrl/commands/``.
+
+Each verb module defines ``register(subparsers)``, which adds its parser and sets ``func`` (a
+callable taking the parsed namespace and returning an exit code). Verb modules import heavy
+libraries (torch, Ray) inside ``func``, so ``synthrl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from synthrl.errors import UserError
+
+VERBS = ["synth", "data", "run", "sweep", "tables", "curves"]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one line (no usage dump) and exits 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def temperature(text: str) -> float:
+    """A softmax temperature: a positive float or 'inf'."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'inf', got {text!r}") from None
+    if not value > 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'inf', got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
+    return value
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="synthrl", description=__doc__.splitlines()[0] if __doc__ else None)
+    from synthrl import __version__
+
+    parser.add_argument("--version", action="version", version=f"synthrl {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=ArgumentParser)
+    sub.required = True
+    for verb in VERBS:
+        try:
+            module = importlib.import_module(f"synthrl.commands.{verb}")
+        except ModuleNotFoundError as e:
+            if e.name == f"synthrl.commands.{verb}":
+                continue  # this verb has not landed yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except UserError as e:
+        print(f"synthrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("synthrl: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

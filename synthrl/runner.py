@@ -1,0 +1,118 @@
+"""One runner shape for CQL and DT, and the plain loop that drives it.
+
+A runner holds a batched ensemble (several seeds, possibly several datasets of one environment)
+and exposes::
+
+    runner.total_updates, runner.eval_every, runner.updates_done
+    runner.train(n_updates) -> None           # no host sync needed inside
+    runner.evaluate() -> list[dict]           # one row per ensemble member (seed, update, scores, losses)
+    runner.state_dict() / load_state_dict(s)  # everything needed for a bit-identical continuation on CPU
+    runner.metric_columns -> list[str]        # metrics.csv columns, in order
+
+``drive`` is what ``synthrl run`` uses; a Tune trainable calls ``train``/``evaluate`` itself
+between ``tune.report`` calls and writes the same run directory through ``RunDirWriter``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol
+
+from synthrl.rundir import RunDir
+
+
+class Runner(Protocol):
+    total_updates: int
+    eval_every: int
+    updates_done: int
+    metric_columns: list[str]
+
+    def train(self, n_updates: int) -> None: ...
+
+    def evaluate(self) -> list[dict[str, Any]]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def updates_until_next_eval(runner: Runner) -> int:
+    remaining = runner.total_updates - runner.updates_done
+    to_eval = runner.eval_every - runner.updates_done % runner.eval_every
+    return min(remaining, to_eval)
+
+
+class RunDirWriter:
+    """Evaluation bookkeeping shared by ``synthrl run`` and the trainables: metrics rows, wall clock, checkpoints."""
+
+    def __init__(self, run_dir: RunDir, runner: Runner):
+        self.run_dir = run_dir
+        self.runner = runner
+        self.elapsed_before = 0.0  # wall clock of earlier sessions (restored from the checkpoint)
+        self.started = time.perf_counter()
+
+    def wall_clock_s(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def restore(self, state: dict | None = None) -> bool:
+        """Load the run directory's checkpoint (or ``state``) into the runner; drop metrics after it."""
+        if state is None:
+            if not self.run_dir.has_checkpoint():
+                return False
+            state = self.run_dir.load_checkpoint()
+        self.runner.load_state_dict(state["runner"])
+        self.elapsed_before = float(state.get("wall_clock_s", 0.0))
+        self.started = time.perf_counter()
+        self.run_dir.truncate_metrics(self.runner.updates_done)
+        return True
+
+    def checkpoint_state(self) -> dict:
+        return {"runner": self.runner.state_dict(), "wall_clock_s": self.wall_clock_s()}
+
+    def evaluate_and_record(self) -> list[dict[str, Any]]:
+        """Evaluate, append the rows to metrics.csv, then checkpoint (metrics first: resume truncates)."""
+        rows = self.runner.evaluate()
+        wall = self.wall_clock_s()
+        for row in rows:
+            row.setdefault("wall_clock_s", round(wall, 3))
+        self.run_dir.append_metrics(rows, self.runner.metric_columns)
+        self.run_dir.save_checkpoint(self.checkpoint_state())
+        return rows
+
+
+def drive(
+    runner: Runner,
+    run_dir: RunDir,
+    resume: bool = False,
+    progress: bool = True,
+    on_eval: Callable[[list[dict[str, Any]]], None] | None = None,
+    desc: str = "train",
+) -> list[dict[str, Any]]:
+    """Train to ``total_updates`` with an evaluation every ``eval_every`` updates; write DONE last.
+
+    Returns the last evaluation's rows.
+    """
+    from tqdm import tqdm
+
+    writer = RunDirWriter(run_dir, runner)
+    if resume:
+        writer.restore()
+    last_rows: list[dict[str, Any]] = []
+    bar = tqdm(total=runner.total_updates, initial=runner.updates_done, desc=desc, unit="upd",
+               disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    try:
+        while runner.updates_done < runner.total_updates:
+            n = updates_until_next_eval(runner)
+            runner.train(n)
+            bar.update(n)
+            if runner.updates_done % runner.eval_every == 0 or runner.updates_done >= runner.total_updates:
+                last_rows = writer.evaluate_and_record()
+                scores = [r["normalized_score"] for r in last_rows if r.get("normalized_score") is not None]
+                if scores:
+                    bar.set_postfix(score=f"{sum(scores) / len(scores):.1f}")
+                if on_eval is not None:
+                    on_eval(last_rows)
+    finally:
+        bar.close()
+    run_dir.mark_done({"updates": runner.updates_done, "wall_clock_s": round(writer.wall_clock_s(), 3)})
+    return last_rows
