@@ -1,0 +1,280 @@
+"""Vectorised, seeded evaluation: many episodes step together, one batched policy call per step.
+
+The environments live in persistent worker processes, each owning a contiguous slice of the batch.
+Per step the parent sends each worker its slice of actions and receives observations, rewards and
+done flags back (a few hundred bytes through a pipe: cheaper than any shared-memory handshake at
+these sizes). Workers are started once per (env, version, worker count) and reused by every later
+evaluation, so a run that evaluates 200 times pays the start-up (importing MuJoCo) once.
+
+Every environment runs exactly one episode, reset with its own seed from `episode_seeds`, so an
+evaluation repeats exactly given the policy's actions. Row b of the batch belongs to ensemble member
+b // episodes for the whole evaluation, so a stateful policy (DT's history) can index by row.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import os
+import pickle
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from synthrl.envs.make import make_env
+from synthrl.envs.specs import check_version, get_spec, normalized_score
+from synthrl.errors import UserError
+
+_EVAL_SALT = 0x5EED_E7A1  # keeps evaluation seeds apart from anything else derived from the run seed
+
+
+class BatchPolicy(Protocol):
+    def reset(self, num_envs: int) -> None: ...
+
+    def act(self, obs: np.ndarray, last_rewards: np.ndarray) -> np.ndarray:
+        """obs float32 [B, dS], rewards of the previous step float32 [B] (zeros at step 0) -> actions [B, dA]."""
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray      # float64 [members, episodes], undiscounted
+    normalized: np.ndarray   # float64 [members, episodes], D4RL-normalised
+    lengths: np.ndarray      # int64 [members, episodes]
+    env_id: str              # e.g. "Hopper-v4": which environment produced the numbers
+    seeds: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))  # reset seed of each episode
+    workers: int = 0         # worker processes used (0: stepped in the calling process)
+    wall_s: float = 0.0
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.lengths.sum())
+
+
+def episode_seeds(run_seed: int, eval_index: int, episodes: int) -> np.ndarray:
+    """Reset seeds of one evaluation's episodes: a pure function of (run seed, evaluation index)."""
+    if int(run_seed) < 0 or int(eval_index) < 0 or int(episodes) < 0:
+        raise ValueError(f"episode_seeds needs non-negative arguments, got {run_seed}, {eval_index}, {episodes}")
+    seq = np.random.SeedSequence([_EVAL_SALT, int(run_seed), int(eval_index)])
+    return seq.generate_state(int(episodes), dtype=np.uint32).astype(np.int64)
+
+
+def default_workers(num_envs: int) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, num_envs))
+
+
+# ----------------------------------------------------------------------------------------------
+# the environment slice a worker owns (also used in-process when workers == 0)
+
+class _EnvSlice:
+    def __init__(self, env: str, version: str):
+        self.env, self.version = env, version
+        self.envs: list = []
+        self.active = np.zeros(0, dtype=bool)
+        self.last = np.zeros((0, get_spec(env).obs_dim))
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        while len(self.envs) < len(seeds):
+            self.envs.append(make_env(self.env, self.version))
+        obs = np.stack([self.envs[k].reset(seed=int(s))[0] for k, s in enumerate(seeds)]) if seeds else self.last[:0]
+        self.last = np.asarray(obs, dtype=np.float64)
+        self.active = np.ones(len(seeds), dtype=bool)
+        return self.last
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        """-> float64 [n, dS + 2]: observation, reward, done. Finished episodes keep their last observation."""
+        n, d = self.last.shape
+        out = np.zeros((n, d + 2))
+        out[:, :d] = self.last
+        out[:, d + 1] = ~self.active
+        for k in np.flatnonzero(self.active):
+            obs, reward, terminated, truncated, _ = self.envs[k].step(actions[k])
+            out[k, :d] = obs
+            out[k, d] = reward
+            if terminated or truncated:
+                out[k, d + 1] = 1.0
+                self.active[k] = False
+        self.last = out[:, :d].copy()
+        return out
+
+
+def _worker_main(conn, env: str, version: str, act_dim: int) -> None:
+    """Worker loop. Messages: b'R' + pickled seeds -> obs bytes; b'S' + float32 actions -> step bytes; b'C'."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    envs = _EnvSlice(env, version)
+    while True:
+        try:
+            msg = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        tag, body = msg[:1], msg[1:]
+        try:
+            if tag == b"S":
+                actions = np.frombuffer(body, dtype=np.float32).reshape(-1, act_dim)
+                conn.send_bytes(b"O" + envs.step(actions).tobytes())
+            elif tag == b"R":
+                conn.send_bytes(b"O" + envs.reset(pickle.loads(body)).tobytes())
+            elif tag == b"C":
+                return
+        except Exception:
+            conn.send_bytes(b"E" + traceback.format_exc().encode())
+
+
+class EnvWorkerPool:
+    """Persistent worker processes stepping slices of a batch of one environment kind."""
+
+    def __init__(self, env: str, version: str, workers: int):
+        self.spec = get_spec(env)
+        self.env, self.version, self.workers = self.spec.name, check_version(version), int(workers)
+        self.lock = threading.Lock()  # one evaluation at a time (evaluation may run in a thread beside training)
+        self.local = _EnvSlice(self.env, self.version) if self.workers == 0 else None
+        self.procs, self.conns = [], []
+        if self.workers > 0:
+            # spawn, not fork: the parent may hold CUDA state and torch threads that must not be forked
+            ctx = mp.get_context("spawn")
+            for _ in range(self.workers):
+                parent_end, child_end = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_worker_main, args=(child_end, self.env, self.version, self.spec.act_dim),
+                                   daemon=True)
+                proc.start()
+                child_end.close()
+                self.procs.append(proc)
+                self.conns.append(parent_end)
+        self.slices: list[tuple[int, int]] = []
+
+    def _receive(self, k: int) -> bytes:
+        try:
+            msg = self.conns[k].recv_bytes()
+        except (EOFError, OSError):
+            self.close()
+            raise RuntimeError(f"evaluation worker {k} for {self.env} died (exit code {self.procs[k].exitcode})") from None
+        if msg[:1] == b"E":
+            self.close()
+            raise RuntimeError(f"evaluation worker {k} for {self.env} failed:\n{msg[1:].decode()}")
+        return msg[1:]
+
+    def reset(self, seeds: np.ndarray) -> np.ndarray:
+        d = self.spec.obs_dim
+        if self.local is not None:
+            self.slices = [(0, len(seeds))]
+            return self.local.reset(list(seeds)).copy()
+        bounds = np.linspace(0, len(seeds), min(self.workers, len(seeds)) + 1).round().astype(int)
+        self.slices = list(zip(bounds[:-1], bounds[1:]))
+        for k, (lo, hi) in enumerate(self.slices):
+            self.conns[k].send_bytes(b"R" + pickle.dumps([int(s) for s in seeds[lo:hi]]))
+        obs = np.empty((len(seeds), d))
+        for k, (lo, hi) in enumerate(self.slices):
+            obs[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d)
+        return obs
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        """actions float32 [B, dA] -> float64 [B, dS + 2] (observation, reward, done)."""
+        d = self.spec.obs_dim
+        if self.local is not None:
+            return self.local.step(actions)
+        for k, (lo, hi) in enumerate(self.slices):
+            self.conns[k].send_bytes(b"S" + actions[lo:hi].tobytes())
+        out = np.empty((len(actions), d + 2))
+        for k, (lo, hi) in enumerate(self.slices):
+            out[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d + 2)
+        return out
+
+    @property
+    def alive(self) -> bool:
+        return self.local is not None or (bool(self.procs) and all(p.is_alive() for p in self.procs))
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send_bytes(b"C")
+                conn.close()
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(timeout=2)
+            if proc.is_alive():
+                proc.terminate()
+        self.procs, self.conns = [], []
+
+
+_POOLS: dict[tuple[str, str, int], EnvWorkerPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def get_pool(env: str, version: str, workers: int) -> EnvWorkerPool:
+    key = (get_spec(env).name, check_version(version), int(workers))
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None or not pool.alive:
+            pool = _POOLS[key] = EnvWorkerPool(*key)
+        return pool
+
+
+@atexit.register
+def close_pools() -> None:
+    """Stop every evaluation worker this process started (also run at exit)."""
+    with _POOLS_LOCK:
+        for pool in _POOLS.values():
+            pool.close()
+        _POOLS.clear()
+
+
+def _as_numpy_actions(actions, batch: int, act_dim: int) -> np.ndarray:
+    if hasattr(actions, "detach"):  # a torch tensor, possibly on the GPU
+        actions = actions.detach().float().cpu().numpy()
+    actions = np.asarray(actions, dtype=np.float32)
+    if actions.shape != (batch, act_dim):
+        raise ValueError(f"policy.act returned actions of shape {actions.shape}, expected {(batch, act_dim)}")
+    return actions
+
+
+def evaluate(env: str, policy: BatchPolicy, member_seeds: list[int], episodes: int, eval_index: int,
+             version: str = "v4", workers: int | None = None) -> EvalResult:
+    """Run len(member_seeds) * episodes episodes as one batch; env b belongs to member b // episodes.
+
+    Member m's episodes are reset with episode_seeds(member_seeds[m], eval_index, episodes). Actions
+    are clipped to the action box ([-1, 1] in all four environments). workers=0 steps in this process.
+    """
+    spec = get_spec(env)
+    version = check_version(version)
+    members = len(member_seeds)
+    if members < 1 or episodes < 1:
+        raise UserError(f"evaluate: need at least one seed and one episode, got {members} seeds, {episodes} episodes")
+    seeds = np.stack([episode_seeds(s, eval_index, episodes) for s in member_seeds])  # [members, episodes]
+    batch = members * episodes
+    workers = default_workers(batch) if workers is None else int(workers)
+    pool = get_pool(spec.name, version, workers)
+    d = spec.obs_dim
+    started = time.perf_counter()
+    with pool.lock:
+        obs = pool.reset(seeds.reshape(-1))
+        policy.reset(batch)
+        returns = np.zeros(batch)
+        lengths = np.zeros(batch, dtype=np.int64)
+        done = np.zeros(batch, dtype=bool)
+        last_rewards = np.zeros(batch, dtype=np.float32)
+        while not done.all():
+            actions = _as_numpy_actions(policy.act(obs.astype(np.float32), last_rewards), batch, spec.act_dim)
+            if not np.isfinite(actions[~done]).all():
+                raise ValueError("policy.act returned non-finite actions")
+            np.clip(actions, -1.0, 1.0, out=actions)
+            out = pool.step(actions)
+            obs, rewards, finished = out[:, :d], out[:, d], out[:, d + 1] > 0.5
+            running = ~done
+            returns[running] += rewards[running]
+            lengths[running] += 1
+            last_rewards = rewards.astype(np.float32)
+            done |= finished
+    returns = returns.reshape(members, episodes)
+    return EvalResult(returns=returns, normalized=normalized_score(spec.name, returns),
+                      lengths=lengths.reshape(members, episodes), env_id=spec.gym_id(version), seeds=seeds,
+                      workers=workers, wall_s=time.perf_counter() - started)

@@ -1,0 +1,133 @@
+"""Evaluation environments: specs, normalised scores, D4RL layouts, seeded batched evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from synthrl.envs import ENVS, episode_seeds, evaluate, make_env, normalized_score
+from synthrl.envs.policies import load_policy
+from synthrl.errors import UserError
+
+
+def test_normalized_score_constants():
+    expected = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3),
+                "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
+    for env, (lo, hi) in expected.items():
+        np.testing.assert_allclose(normalized_score(env, [lo, hi, (lo + hi) / 2]), [0.0, 100.0, 50.0], atol=1e-9)
+    assert normalized_score("hopper", 1617.0) == pytest.approx(100 * (1617.0 + 20.272305) / (3234.3 + 20.272305))
+    assert normalized_score("Hopper-v4", [[3234.3]]).shape == (1, 1)
+    with pytest.raises(UserError, match="expected one of"):
+        normalized_score("pendulum", 1.0)
+
+
+@pytest.mark.parametrize("env", list(ENVS))
+def test_make_env_matches_d4rl_dims(env):
+    spec = ENVS[env]
+    e = make_env(env)
+    obs, _ = e.reset(seed=0)
+    assert obs.shape == (spec.obs_dim,) and e.action_space.shape == (spec.act_dim,)
+    assert e.spec.max_episode_steps == 1000 and e.spec.id == f"{spec.gym_name}-v4"
+    obs, *_ = e.step(e.action_space.sample())
+    assert obs.shape == (spec.obs_dim,)
+
+
+def test_ant_is_padded_to_111_with_zeros_in_v4_and_v5():
+    for version in ("v4", "v5"):
+        e = make_env("ant", version)
+        obs, _ = e.reset(seed=1)
+        for _ in range(5):
+            obs, *_ = e.step(np.ones(8, np.float32))
+        assert obs.shape == (111,) and not obs[27:].any() and np.abs(obs[:27]).sum() > 0
+        assert e.observation_space.shape == (111,)
+
+
+def test_make_env_rejects_unknown_names_and_versions():
+    with pytest.raises(UserError, match="expected one of"):
+        make_env("swimmer")
+    with pytest.raises(UserError, match="v4, v5"):
+        make_env("hopper", "v3")
+
+
+def test_episode_seeds_are_a_pure_function_of_run_seed_and_eval_index():
+    a = episode_seeds(3, 7, 10)
+    np.testing.assert_array_equal(a, episode_seeds(3, 7, 10))
+    assert len(set(a.tolist())) == 10
+    assert not np.array_equal(a, episode_seeds(3, 8, 10))
+    assert not np.array_equal(a, episode_seeds(4, 7, 10))
+    np.testing.assert_array_equal(episode_seeds(3, 7, 4), a[:4])  # more episodes extend, never reshuffle
+
+
+class LinearPolicy:
+    """Deterministic tanh(W obs) that records how the evaluator calls it."""
+
+    def __init__(self, obs_dim, act_dim, seed=0):
+        self.w = np.random.default_rng(seed).normal(scale=0.3, size=(obs_dim, act_dim)).astype(np.float32)
+        self.resets, self.first_rewards, self.calls, self.reward_log = [], None, 0, []
+
+    def reset(self, num_envs):
+        self.resets.append(num_envs)
+        self.calls = 0
+
+    def act(self, obs, last_rewards):
+        assert obs.dtype == np.float32 and last_rewards.shape == (obs.shape[0],)
+        if self.calls == 0:
+            self.first_rewards = last_rewards.copy()
+        self.reward_log.append(last_rewards.copy())
+        self.calls += 1
+        return np.tanh(obs @ self.w)
+
+
+def test_evaluation_is_repeatable_and_batched():
+    policy = LinearPolicy(11, 3)
+    first = evaluate("hopper", policy, member_seeds=[0, 1], episodes=3, eval_index=0, workers=0)
+    assert policy.resets == [6] and not policy.first_rewards.any()
+    assert first.returns.shape == first.normalized.shape == first.lengths.shape == (2, 3)
+    assert first.env_id == "Hopper-v4" and (first.lengths >= 1).all() and (first.lengths <= 1000).all()
+    np.testing.assert_allclose(first.normalized, normalized_score("hopper", first.returns))
+    np.testing.assert_array_equal(first.seeds[1], episode_seeds(1, 0, 3))
+    # last_rewards are the previous step's rewards: their per-row sum over the episode is the return
+    summed = np.sum(policy.reward_log, axis=0).reshape(2, 3)
+    np.testing.assert_allclose(summed[first.lengths < policy.calls], first.returns[first.lengths < policy.calls],
+                               rtol=1e-5)
+    again = evaluate("hopper", LinearPolicy(11, 3), member_seeds=[0, 1], episodes=3, eval_index=0, workers=0)
+    np.testing.assert_array_equal(again.returns, first.returns)
+    other = evaluate("hopper", LinearPolicy(11, 3), member_seeds=[0, 1], episodes=3, eval_index=1, workers=0)
+    assert not np.array_equal(other.returns, first.returns)
+
+
+def test_worker_processes_give_the_same_returns_as_in_process():
+    local = evaluate("halfcheetah", LinearPolicy(17, 6, seed=2), member_seeds=[5], episodes=3, eval_index=2,
+                     workers=0)
+    pooled = evaluate("halfcheetah", LinearPolicy(17, 6, seed=2), member_seeds=[5], episodes=3, eval_index=2,
+                      workers=2)
+    assert pooled.workers == 2 and (pooled.lengths == 1000).all()
+    np.testing.assert_allclose(pooled.returns, local.returns, rtol=0, atol=1e-9)
+    # the pool persists: a second evaluation reuses the same worker processes
+    from synthrl.envs.evaluate import _POOLS
+
+    pids = [p.pid for p in _POOLS[("halfcheetah", "v4", 2)].procs]
+    evaluate("halfcheetah", LinearPolicy(17, 6), member_seeds=[1], episodes=2, eval_index=0, workers=2)
+    assert [p.pid for p in _POOLS[("halfcheetah", "v4", 2)].procs] == pids
+
+
+def test_evaluate_rejects_bad_policy_output():
+    class Wrong:
+        def reset(self, n):
+            pass
+
+        def act(self, obs, last_rewards):
+            return np.zeros((len(obs), 2))
+
+    with pytest.raises(ValueError, match="shape"):
+        evaluate("hopper", Wrong(), [0], 1, 0, workers=0)
+
+
+def test_load_policy_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_policy(tmp_path / "missing")
+    with pytest.raises(UserError, match="no params.json"):
+        load_policy(tmp_path)
+    (tmp_path / "params.json").write_text(json.dumps({"algorithm": "ppo"}))
+    with pytest.raises(UserError, match="'cql' or 'dt'"):
+        load_policy(tmp_path)
