@@ -1,0 +1,125 @@
+"""Learning curves as PNG (matplotlib, Agg): the paper's figures 1-6, 8-11 and 13-17.
+
+* ``score_average.png`` / ``score_<dataset>.png``: mean normalised score against updates, shaded ±
+  std over seeds; pre-trained variants are shifted right by their pre-training updates (figures
+  1-6, 8-9, 13-15). The average over datasets uses the same rule as the tables: mean of the
+  per-dataset means, shaded by the mean of the per-dataset stds.
+* ``loss_average.png`` / ``loss_<dataset>.png``: the training loss the same way (DT: action MSE;
+  CQL: Q loss + conservative loss), when the records carry one.
+* ``ablation_updates.png``: score averaged over datasets against fine-tuning updates, no shift
+  (figures 10, 16).
+* ``ablation_ratio.png``: final score averaged over datasets against the fine-tuning data ratio
+  (figures 11, 17), when the records hold more than one ``finetune_ratio``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis import measures as M  # noqa: E402
+from analysis.records import Records  # noqa: E402
+from synthrl.errors import UserError  # noqa: E402
+from synthrl.utils.io import atomic_write  # noqa: E402
+
+FIGSIZE = (6.4, 4.0)  # inches
+DPI = 100             # -> 640 x 400 pixels
+
+
+def _full_data(frame: pd.DataFrame) -> pd.DataFrame:
+    keep = frame.groupby("variant")["finetune_ratio"].transform("max")
+    return frame[frame["finetune_ratio"] == keep]
+
+
+def curve_stats(frame: pd.DataFrame, value: str = "normalized_score", offset: bool = True) -> pd.DataFrame:
+    """Per (variant, dataset, x): mean and population std over seeds; x = update (+ pre-training updates)."""
+    data = frame.dropna(subset=[value]).copy()
+    data["x"] = data["update"] + (data["pretrain_updates"] if offset else 0)
+    stats = data.groupby(["variant", "dataset", "x"], sort=False)[value].agg(
+        mean="mean", std=lambda v: float(v.std(ddof=0)), n="size").reset_index()
+    return stats.sort_values(["variant", "dataset", "x"], kind="stable")
+
+
+def average_over_datasets(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, x) present on every dataset of that variant: mean of means, mean of stds."""
+    rows = []
+    for variant, group in stats.groupby("variant", sort=False):
+        n_datasets = group["dataset"].nunique()
+        per_x = group.groupby("x")
+        agg = per_x.agg(mean=("mean", "mean"), std=("std", "mean"), k=("dataset", "nunique")).reset_index()
+        agg = agg[agg["k"] == n_datasets]
+        agg.insert(0, "variant", variant)
+        rows.append(agg[["variant", "x", "mean", "std"]])
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["variant", "x", "mean", "std"])
+
+
+def _plot(curves: pd.DataFrame, variants: list[str], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    for variant in variants:
+        c = curves[curves["variant"] == variant]
+        if c.empty:
+            continue
+        line, = ax.plot(c["x"], c["mean"], label=variant, linewidth=1.5)
+        ax.fill_between(c["x"], c["mean"] - c["std"], c["mean"] + c["std"], color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(variants) > 0:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    # no bbox_inches="tight": every PNG has the same pixel size; temp file + rename: never half-written
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    plt.close(fig)
+    return path
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def plot_curves(records: Records, out_dir: str | Path, variants: list[str] | None = None) -> list[Path]:
+    """Write every figure the records allow into ``out_dir``; returns the paths written."""
+    found = records.variants
+    variants = list(variants) if variants else found
+    unknown = [v for v in variants if v not in found]
+    if unknown:
+        raise UserError(f"--variants: {', '.join(unknown)} not in the records (found: {', '.join(found) or 'none'})")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    frame = records.frame[records.frame["variant"].isin(variants)]
+    full = _full_data(frame)
+    datasets = records.select(variants).datasets
+    partial = " (partial)" if not frame["done"].all() else ""
+    written: list[Path] = []
+    xlabel = "updates (pre-training + fine-tuning)"
+    for value, stem, ylabel in (("normalized_score", "score", "normalised score"), ("train_loss", "loss", "training loss")):
+        if full[value].isna().all():
+            continue
+        stats = curve_stats(full, value, offset=True)
+        written.append(_plot(average_over_datasets(stats), variants, out / f"{stem}_average.png",
+                             f"{ylabel}, average over {len(datasets)} datasets{partial}", xlabel, ylabel))
+        for dataset in datasets:
+            written.append(_plot(stats[stats["dataset"] == dataset], variants, out / f"{stem}_{_slug(dataset)}.png",
+                                 f"{dataset}{partial}", xlabel, ylabel))
+    # ablation against fine-tuning updates: no pre-training shift, average over datasets
+    unshifted = average_over_datasets(curve_stats(full, "normalized_score", offset=False))
+    written.append(_plot(unshifted, variants, out / "ablation_updates.png",
+                         f"score against fine-tuning updates{partial}", "fine-tuning updates", "normalised score"))
+    if frame["finetune_ratio"].nunique() > 1:
+        cells = M.summarize(M.per_seed_final(frame.assign(variant=frame["variant"] + "\x00" + frame["finetune_ratio"].astype(str))))
+        cells[["variant", "x"]] = cells["variant"].str.split("\x00", expand=True)
+        cells["x"] = cells["x"].astype(float)
+        by_ratio = cells.groupby(["variant", "x"], sort=False).agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
+        written.append(_plot(by_ratio.sort_values(["variant", "x"]), variants, out / "ablation_ratio.png",
+                             f"final score against the fine-tuning data ratio{partial}", "fine-tuning data ratio",
+                             "normalised score (final)"))
+    return written

@@ -1,0 +1,296 @@
+"""Evaluation records: run directories or a long CSV, read into one pandas DataFrame.
+
+Two inputs, one shape:
+
+* a folder of run directories (``DIR/**/params.json`` + ``metrics.csv``, see design.md): a sweep's
+  results, a single ``synthrl run`` output, or a copy of either; read while a sweep is still running
+  (rows appear as evaluations happen; ``DONE`` marks a finished run);
+* a long CSV with one row per (variant, dataset, seed, evaluation), from this project or elsewhere.
+
+The frame has one row per (variant, dataset, seed, evaluation) with the columns of ``COLUMNS``.
+Beside it, ``Records.expected`` says what each (variant, dataset) should hold when complete
+(seeds and number of evaluations, from params.json where known), so partial results can be
+reported instead of averaged silently (see ``coverage``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthrl.errors import UserError
+
+REQUIRED = ["algorithm", "variant", "dataset", "seed", "update", "normalized_score"]
+OPTIONAL = ["return", "train_loss", "wall_clock_s", "pretrain_updates", "finetune_ratio", "pretrain_wall_clock_s"]
+COLUMNS = REQUIRED + OPTIONAL + ["source", "done"]
+METRICS_REQUIRED = ["seed", "update", "normalized_score"]
+
+# the paper's row order; other datasets follow, sorted by name
+PAPER_DATASETS = [
+    "halfcheetah-medium-expert", "hopper-medium-expert", "walker2d-medium-expert", "ant-medium-expert",
+    "halfcheetah-medium-replay", "hopper-medium-replay", "walker2d-medium-replay", "ant-medium-replay",
+    "halfcheetah-medium", "hopper-medium", "walker2d-medium", "ant-medium",
+]
+
+# pre-training kind -> the name the paper gives the variant ("mc" is the paper's DT+Synthetic)
+PRETRAIN_NAMES = {"mdp": "MDP", "iid": "IID", "identity": "Identity", "mapping": "Mapping", "mc": "Synthetic",
+                  "wiki": "Wiki", "language": "Wiki"}
+
+
+def dataset_key(name: str) -> str:
+    """'~/.d4rl/datasets/hopper_medium_replay-v2.hdf5' and 'hopper-medium-replay-v2' -> 'hopper-medium-replay'."""
+    base = Path(str(name)).name
+    base = re.sub(r"\.(hdf5|h5)$", "", base)
+    base = re.sub(r"-v\d+$", "", base)
+    return base.replace("_", "-")
+
+
+def dataset_order(names) -> list[str]:
+    names = set(names)
+    return [d for d in PAPER_DATASETS if d in names] + sorted(names - set(PAPER_DATASETS))
+
+
+def derive_variant(params: dict) -> str:
+    """The variant name of a run launched without a sweep: 'CQL', 'CQL+MDP', 'DT+Synthetic', ...
+
+    A sweep writes ``variant`` into params.json; a plain ``synthrl run`` does not, so the name is
+    built from the pre-training parameters: upper-case algorithm + '+' + the pre-training kind.
+    """
+    if params.get("variant"):
+        return str(params["variant"])
+    algorithm = str(params.get("algorithm", "?")).upper()
+    pretrain = params.get("pretrain")
+    kind = None
+    if isinstance(pretrain, dict):
+        kind = pretrain.get("kind") or pretrain.get("data")
+    elif isinstance(pretrain, str):
+        kind = pretrain
+    kind = kind or params.get("pretrain_kind")
+    if kind in (None, "", "none") and params.get("pretrained_path"):
+        kind = "pretrained"
+    if kind in (None, "", "none"):
+        return algorithm
+    return f"{algorithm}+{PRETRAIN_NAMES.get(str(kind).lower(), str(kind))}"
+
+
+@dataclass
+class Records:
+    frame: pd.DataFrame
+    # one row per (variant, dataset): seeds (tuple) and evals (int, or NaN when unknown) a complete
+    # result should have, and whether every run behind it wrote DONE
+    expected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["variant", "dataset", "seeds", "evals", "done"]))
+    source: str = ""
+
+    @property
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(self.frame["variant"]))
+
+    @property
+    def datasets(self) -> list[str]:
+        return dataset_order(self.frame["dataset"].unique())
+
+    def select(self, variants: list[str]) -> "Records":
+        frame = self.frame[self.frame["variant"].isin(variants)]
+        expected = self.expected[self.expected["variant"].isin(variants)]
+        return Records(frame, expected, self.source)
+
+
+def _num(series: pd.Series, what: str, column: str) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna() & series.notna() & (series.astype(str).str.strip() != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{what}: column {column!r}, data row {row + 1}: expected a number, got {series.iloc[row]!r}")
+    return values
+
+
+def _finish(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    for column in OPTIONAL:
+        if column not in frame:
+            frame[column] = np.nan
+    for column in ["seed", "update", "normalized_score"] + OPTIONAL:
+        frame[column] = _num(frame[column], what, column)
+    if frame[["seed", "update", "normalized_score"]].isna().any().any():
+        raise UserError(f"{what}: empty seed, update or normalized_score in some rows")
+    frame["seed"] = frame["seed"].astype(int)
+    frame["update"] = frame["update"].astype(int)
+    frame["pretrain_updates"] = frame["pretrain_updates"].fillna(0).astype(int)
+    frame["finetune_ratio"] = frame["finetune_ratio"].fillna(1.0).astype(float)
+    frame["dataset"] = frame["dataset"].astype(str).map(dataset_key)
+    frame["variant"] = frame["variant"].astype(str)
+    frame["algorithm"] = frame["algorithm"].astype(str).str.lower()
+    return frame
+
+
+def _check_duplicates(frame: pd.DataFrame) -> None:
+    key = ["variant", "dataset", "finetune_ratio", "seed", "update"]
+    dup = frame[frame.duplicated(key, keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        sources = sorted(set(dup[(dup[key] == first[key]).all(axis=1)]["source"]))
+        raise UserError(
+            f"two records for variant {first['variant']!r}, dataset {first['dataset']!r}, seed {first['seed']}, "
+            f"update {first['update']} (from {', '.join(sources)}); remove the duplicate run or give the variants different names"
+        )
+
+
+# -- long CSV ---------------------------------------------------------------------------------------
+
+def read_long_csv(path: str | Path) -> Records:
+    """A long CSV: columns ``REQUIRED`` (+ any of ``OPTIONAL``; other columns are ignored)."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"variant": str, "dataset": str, "algorithm": str})
+    except FileNotFoundError:
+        raise UserError(f"--csv {path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"--csv {path}: not a readable CSV ({e})") from None
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise UserError(f"--csv {path}: missing required column(s) {', '.join(missing)} "
+                        f"(expected {', '.join(REQUIRED)}; optional {', '.join(OPTIONAL[:4])})")
+    frame = frame[[c for c in REQUIRED + OPTIONAL if c in frame.columns]].copy()
+    frame["source"] = str(path)
+    frame["done"] = True
+    frame = _finish(frame, f"--csv {path}")
+    _check_duplicates(frame)
+    # a CSV says nothing about what a complete result holds: take the most any dataset of the variant has
+    expected = _infer_expected(frame, pd.DataFrame(columns=["variant", "dataset", "seeds", "evals", "done"]))
+    return Records(frame[COLUMNS].reset_index(drop=True), expected, str(path))
+
+
+# -- run directories --------------------------------------------------------------------------------
+
+def _expected_evals(params: dict) -> float:
+    try:
+        total = int(params["updates"]) + int(params.get("extra_updates") or 0)
+        every = int(params["eval_every"])
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+    return math.ceil(total / every) if every > 0 else math.nan
+
+
+def _params_seeds(params: dict) -> list[int]:
+    seeds = params.get("seeds", params.get("seed"))
+    if seeds is None:
+        return []
+    if isinstance(seeds, (int, float)):
+        return [int(seeds)]
+    if isinstance(seeds, str):
+        from synthrl.utils.io import parse_seeds
+
+        return parse_seeds(seeds)
+    return [int(s) for s in seeds]
+
+
+def _params_datasets(params: dict) -> list[str]:
+    names = params.get("datasets") or params.get("dataset") or []
+    if isinstance(names, str):
+        names = [names]
+    return [dataset_key(n) for n in names]
+
+
+def read_run_dirs(root: str | Path) -> Records:
+    """Every run directory under ``root`` (``root`` itself may be one)."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"--results {root}: no such directory")
+    if not root.is_dir():
+        raise UserError(f"--results {root}: not a directory (for a long CSV use --csv)")
+    frames: list[pd.DataFrame] = []
+    expected_rows: list[dict] = []
+    for params_path in sorted(root.rglob("params.json")):
+        if any(part.startswith(".") for part in params_path.relative_to(root).parts[:-1]):
+            continue  # temporary directories (checkpoints being written aside)
+        try:
+            params = json.loads(params_path.read_text())
+        except ValueError as e:
+            raise UserError(f"{params_path}: not valid JSON ({e})") from None
+        if not isinstance(params, dict) or "algorithm" not in params:
+            continue  # not a synthrl run directory (e.g. Tune's own params.json of a trial)
+        run = params_path.parent
+        variant = derive_variant(params)
+        done = (run / "DONE").is_file()
+        for dataset in _params_datasets(params) or ["?"]:
+            expected_rows.append({"variant": variant, "dataset": dataset, "seeds": tuple(_params_seeds(params)),
+                                  "evals": _expected_evals(params), "done": done})
+        metrics = run / "metrics.csv"
+        if not metrics.is_file() or metrics.stat().st_size == 0:
+            continue  # launched, no evaluation yet: reported as missing seeds
+        try:
+            frame = pd.read_csv(metrics)
+        except pd.errors.EmptyDataError:
+            continue
+        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise UserError(f"{metrics}: not a readable CSV ({e})") from None
+        missing = [c for c in METRICS_REQUIRED if c not in frame.columns]
+        if missing:
+            raise UserError(f"{metrics}: missing required column(s) {', '.join(missing)} (expected {', '.join(METRICS_REQUIRED)})")
+        if "dataset" not in frame.columns:
+            names = _params_datasets(params)
+            if len(names) != 1:
+                raise UserError(f"{metrics}: no 'dataset' column and params.json names {len(names)} datasets")
+            frame["dataset"] = names[0]
+        if "train_loss" not in frame.columns and {"q_loss", "cql_loss"} <= set(frame.columns):
+            # CQL's training loss in the paper's figures: Q loss plus the conservative loss
+            frame["train_loss"] = pd.to_numeric(frame["q_loss"], errors="coerce") + pd.to_numeric(frame["cql_loss"], errors="coerce")
+        frame["algorithm"] = params["algorithm"]
+        frame["variant"] = variant
+        for key in ("pretrain_updates", "finetune_ratio", "pretrain_wall_clock_s"):
+            if key not in frame.columns and params.get(key) is not None:
+                frame[key] = params[key]
+        frame["source"] = str(run)
+        frame["done"] = done
+        frames.append(frame[[c for c in COLUMNS if c in frame.columns]].copy())
+    if not frames and not expected_rows:
+        raise UserError(f"--results {root}: no run directories found (looked for **/params.json with an 'algorithm' field)")
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    frame = _finish(frame, f"--results {root}")
+    frame["done"] = frame["done"].astype(bool)
+    _check_duplicates(frame)
+    expected = _infer_expected(frame, pd.DataFrame(expected_rows, columns=["variant", "dataset", "seeds", "evals", "done"]))
+    return Records(frame[COLUMNS].reset_index(drop=True), expected, str(root))
+
+
+def _infer_expected(frame: pd.DataFrame, declared: pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, dataset): the seeds and evaluation count a complete result holds.
+
+    Seeds: those params.json names, plus any seed the variant has on another dataset. Evaluations:
+    from params.json (updates / eval_every) where known, else the most any seed of the variant has.
+    """
+    rows = []
+    by_variant_seeds = frame.groupby("variant")["seed"].agg(lambda s: set(s.astype(int))).to_dict()
+    counts = frame.groupby(["variant", "dataset", "seed"]).size()
+    most_evals = counts.groupby(level="variant").max().to_dict() if len(counts) else {}
+    pairs = set(zip(frame["variant"], frame["dataset"])) | set(zip(declared["variant"], declared["dataset"]))
+    for variant, dataset in pairs:
+        decl = declared[(declared["variant"] == variant) & (declared["dataset"] == dataset)]
+        seeds = set(by_variant_seeds.get(variant, set()))
+        for s in decl["seeds"]:
+            seeds |= set(s)
+        evals = pd.to_numeric(decl["evals"], errors="coerce").max() if len(decl) else math.nan
+        if not evals == evals:  # NaN: unknown
+            evals = most_evals.get(variant, math.nan)
+        done = bool(decl["done"].all()) if len(decl) else True
+        rows.append({"variant": variant, "dataset": dataset, "seeds": tuple(sorted(seeds)), "evals": evals, "done": done})
+    return pd.DataFrame(rows, columns=["variant", "dataset", "seeds", "evals", "done"])
+
+
+def load_records(results: str | Path | None = None, csv: str | Path | None = None) -> Records:
+    if (results is None) == (csv is None):
+        raise UserError("give exactly one of --results DIR or --csv FILE")
+    return read_run_dirs(results) if results is not None else read_long_csv(csv)
+
+
+def write_long_csv(records: Records, path: str | Path) -> None:
+    """The records as a long CSV (the format ``read_long_csv`` reads), written atomically."""
+    from synthrl.utils.io import atomic_write_text
+
+    columns = REQUIRED + OPTIONAL
+    atomic_write_text(path, records.frame[columns].to_csv(index=False))

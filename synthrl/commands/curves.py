@@ -1,0 +1,29 @@
+"""``synthrl curves``: learning curves (PNG) from run directories or a long CSV.
+
+    synthrl curves (--results DIR | --csv FILE) [--variants A,B,...] --out DIR
+"""
+
+from __future__ import annotations
+
+from synthrl.commands.tables import _names
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("curves", help="learning curves (PNG) from run directories or a long CSV",
+                              description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
+    src.add_argument("--csv", metavar="FILE", help="a long CSV of evaluation records")
+    p.add_argument("--variants", type=_names, metavar="A,B,...", help="which variants, in legend order (default: all)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from analysis.curves import plot_curves
+    from analysis.records import load_records
+
+    records = load_records(results=args.results, csv=args.csv)
+    written = plot_curves(records, args.out, args.variants)
+    print(f"wrote {len(written)} figures to {args.out}")
+    return 0

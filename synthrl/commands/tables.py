@@ -1,0 +1,92 @@
+"""``synthrl tables``: the paper's tables from a sweep's results (or any run directories) or a long CSV.
+
+    synthrl tables (--results DIR | --csv FILE) (--table N | --variants A,B,...)
+                   [--measure final|best|updates-to-90|compute] [--baseline NAME]
+                   [--format md|latex|csv|html] [--paper] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _names(text: str) -> list[str]:
+    import argparse
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated variant names, got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a variant name repeats in {text!r}")
+    return names
+
+
+def _table_number(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a table number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a table number, got {text!r}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("tables", help="the paper's tables from run directories or a long CSV",
+                              description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
+    src.add_argument("--csv", metavar="FILE", help="a long CSV: algorithm, variant, dataset, seed, update, normalized_score, ...")
+    cols = p.add_mutually_exclusive_group(required=True)
+    cols.add_argument("--table", type=_table_number, metavar="N",
+                      help="columns from sweeps/tableN.yaml (18-25: the best-score twins of 1-8)")
+    cols.add_argument("--variants", type=_names, metavar="A,B,...", help="the columns, in order")
+    p.add_argument("--measure", choices=["final", "best", "updates-to-90", "compute"],
+                   help="default: the table's own measure (final without --table)")
+    p.add_argument("--baseline", metavar="NAME", help="updates-to-90's reference variant (default: the first column)")
+    p.add_argument("--format", choices=["md", "latex", "csv", "html"], default="md")
+    p.add_argument("--paper", action="store_true", help="beside the paper's published numbers (needs --table)")
+    p.add_argument("--out", metavar="FILE", help="write here (atomically) instead of standard output")
+    p.add_argument("--sweeps-dir", metavar="DIR", help="where the sweep files are (default: the repository's sweeps/)")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from analysis import tables as T
+    from analysis.records import load_records
+    from synthrl.errors import UserError
+    from synthrl.utils.io import atomic_write_text
+
+    if args.paper and args.table is None:
+        raise UserError("--paper needs --table N (which of the paper's tables to compare with)")
+    if args.table is not None and args.table not in T.TABLE_MEASURE:
+        raise UserError(f"--table {args.table}: not one of the paper's result tables "
+                        f"({', '.join(str(n) for n in sorted(T.TABLE_MEASURE))})")
+    explicit: dict[str, str] = {}
+    if args.table is not None:
+        variants, explicit = T.sweep_variants(args.table, args.sweeps_dir)
+        measure = args.measure or T.TABLE_MEASURE[args.table]
+    else:
+        variants = args.variants
+        measure = args.measure or "final"
+    if args.baseline and args.baseline not in variants:
+        variants = [args.baseline] + variants  # the reference must be in the table to be read
+    records = load_records(results=args.results, csv=args.csv)
+    table = T.build_table(records, variants, measure, baseline=args.baseline, strict_variants=args.table is None)
+    if args.paper:
+        number = T.paper_number_for(args.table, measure)
+        if number is None or str(number) not in T.paper_tables():
+            raise UserError(f"--paper: the paper has no {measure} table for table {args.table}")
+        T.attach_paper(table, number, explicit)
+    text = T.render(table, args.format)
+    if args.out:
+        atomic_write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    if table.partial or table.notes:
+        # the notes are in the table too; repeat them where a user watching a running sweep sees them
+        print(f"synthrl tables: {len(table.notes)} note(s)" + (" (partial results)" if table.partial else "")
+              + "".join(f"\n  {n}" for n in table.notes), file=sys.stderr)
+    return 0
