@@ -1,0 +1,455 @@
+"""Token data for Decision-Transformer pre-training (spec: synthetic-data.md section 1).
+
+Markov-chain rows are defined reference-exactly by ``mc_row`` / ``first_token_row``. The sampler
+(``token_source("mc", ...)``) draws from them on the source's device with a ``torch.Generator``:
+
+Row sources (recorded as ``row_source`` in the metadata)
+- ``"reference"``: the exact rows, when all of them fit as a device table (every context of length
+  1..n, at most ``REFERENCE_MAX_ENTRIES`` probabilities; n = 1 and M <= 10^4 always fit). Each row's
+  float64 cdf is stored as integers ``round(cdf · 2^40)`` with the row index in the high bits, so a
+  single ``searchsorted`` over one flat sorted table samples every sequence's next token at once
+  (probabilities exact to 2^-40).
+- ``"counter-hash-v1"``: for larger M or n, rows are never stored. The logit of token ``i`` after
+  context ``c`` is a counter-based hash ``H(σ, c, i)`` -> U[0,1) (24 bits; two 32-bit lanes key the
+  context, so contexts do not share rows by accident): i.i.d. U[0,1) logits per context, the same
+  distribution as the reference, not the same numbers. A token is drawn either from the whole row
+  (M <= ``FULL_ROW_MAX``: softmax, cdf, one uniform) or by rejection: propose ``i`` uniformly, accept
+  with probability ``exp((x_i − 1)/τ)`` (<= 1 because x_i < 1); ``K`` proposals per token are drawn at
+  once, K chosen so that no acceptance happens with probability <= 1e-12 (then the first proposal is
+  taken).
+
+Samplers for the reference rows (same uniforms, identical tokens; the test suite checks it)
+- ``"loop"``: one step per position, all sequences at once (CPU default; any order n);
+- ``"blocked"`` (n = 1, M <= ``BLOCKED_MAX_STATES``; the CUDA default): for every position the
+  transition is a function of the current state given that position's uniform, so tabulate it for
+  all M states, compose the tables inside blocks of 32 positions (parallel over blocks), walk the 32
+  block starts, and read every token off the composed tables: ~70 kernel launches per batch instead
+  of thousands, which is what a GPU needs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from synthrl.errors import UserError
+
+SEQUENCE_LENGTH = 1024
+DEFAULT_SEED = 666
+IDENTITY_VOCAB = 3500  # appendix F: "a similar vocabulary size as in He et al. (2023)"
+REFERENCE_MAX_ENTRIES = 10**8
+REFERENCE_MAX_ROWS = 120_000  # n = 5, M = 10 (111,110 rows) still fits; builds in ~5 s
+BLOCKED_MAX_STATES = 1024
+FULL_ROW_MAX = 4096
+CDF_BITS = 40
+ROW_SHIFT = CDF_BITS + 1  # row index lives above the cdf bits
+HASH_VERSION = "counter-hash-v1"
+KINDS = ("mc", "iid", "identity", "mapping")
+
+_M32 = 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------------------------------------
+# reference rows
+# ---------------------------------------------------------------------------------------------
+def check_chain_params(states, order=1, temperature=1.0, seed=DEFAULT_SEED) -> None:
+    """Raise UserError naming the parameter when a Markov-chain parameter is out of range."""
+    if isinstance(states, bool) or not isinstance(states, (int, np.integer)) or not 2 <= states < 2**31:
+        raise UserError(f"states: expected an integer >= 2 (the chain needs at least 2 states), got {states!r}")
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
+        raise UserError(f"order: expected an integer >= 1, got {order!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise UserError(f"temperature: expected a positive number or inf, got {temperature!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise UserError(f"seed: expected an integer in [0, 2**32), got {seed!r}")
+
+
+def softmax64(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """float64 softmax of ``logits / τ`` along the last axis (row max subtracted); τ = inf gives uniform rows."""
+    z = np.asarray(logits, np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def mc_row(context: int | Sequence[int], states: int, temperature: float, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """Reference transition row after ``context`` (one state, or states oldest first): float64 [M].
+
+    Logits ``numpy.random.default_rng([c1+1+σ, …, ck+1+σ]).random(M)``, probabilities
+    ``softmax(logits / τ)`` in float64.
+    """
+    check_chain_params(states, 1, temperature, seed)
+    ctx = [int(context)] if isinstance(context, (int, np.integer)) else [int(c) for c in context]
+    if not ctx:
+        raise UserError("context: expected at least one state (use first_token_row for the first token)")
+    if any(not 0 <= c < states for c in ctx):
+        raise UserError(f"context: states must lie in [0, {states}), got {ctx}")
+    logits = np.random.default_rng([c + 1 + seed for c in ctx]).random(states)
+    return softmax64(logits, temperature)
+
+
+def first_token_row(states: int, temperature: float, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """Reference distribution of every sequence's first token: ``softmax(default_rng(σ).random(M) / τ)``."""
+    check_chain_params(states, 1, temperature, seed)
+    return softmax64(np.random.default_rng(seed).random(states), temperature)
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) along the last axis."""
+    p = np.asarray(probs, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=-1)
+
+
+def _context_rows(states: int, order: int) -> int:
+    return sum(states**k for k in range(1, order + 1))
+
+
+def _cdf_int(probs: np.ndarray) -> np.ndarray:
+    """float64 probabilities -> cumulative integers in [0, 2^40], last entry exactly 2^40."""
+    cdf = np.cumsum(probs, axis=-1)
+    cdf /= cdf[..., -1:]
+    out = np.rint(cdf * float(1 << CDF_BITS)).astype(np.int64)
+    out[..., -1] = 1 << CDF_BITS
+    return out
+
+
+def reference_tables(states: int, order: int, temperature: float, seed: int):
+    """Build the flat sorted key table of every context row (lengths 1..n, base-M order), the first-token
+    cdf and each row's entropy. Returns ``(keys int64 [R·M], first int64 [M], entropies float64 [R])``."""
+    rows = _context_rows(states, order)
+    keys = np.empty(rows * states, np.int64)
+    entropies = np.empty(rows, np.float64)
+    chunk = max(1, (1 << 22) // states)
+    row = 0
+    for length in range(1, order + 1):
+        count = states**length
+        for lo in range(0, count, chunk):
+            hi = min(count, lo + chunk)
+            local = np.arange(lo, hi)
+            logits = np.empty((hi - lo, states), np.float64)
+            for i, value in enumerate(local.tolist()):
+                digits = [(value // states ** (length - 1 - d)) % states for d in range(length)]
+                logits[i] = np.random.default_rng([c + 1 + seed for c in digits]).random(states)
+            probs = softmax64(logits, temperature)
+            entropies[row + lo:row + hi] = entropy(probs)
+            index = np.arange(row + lo, row + hi, dtype=np.int64)[:, None]
+            keys[(row + lo) * states:(row + hi) * states] = ((index << ROW_SHIFT) + _cdf_int(probs)).ravel()
+        row += count
+    first = _cdf_int(first_token_row(states, temperature, seed))
+    return keys, first, entropies
+
+
+# ---------------------------------------------------------------------------------------------
+# counter-based rows
+# ---------------------------------------------------------------------------------------------
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer on int64 tensors holding values in [0, 2^32). Every multiplier is < 2^31,
+    so no product overflows int64 and CPU and CUDA give the same bits."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x31848BAB) & _M32
+    x = x ^ (x >> 13)
+    x = (x * 0x1B873593) & _M32
+    return x ^ (x >> 16)
+
+
+def _hash_start(seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    s = torch.tensor([seed & _M32], dtype=torch.int64, device=device)
+    return _mix32(s ^ 0x3C6EF372), _mix32(_mix32(s ^ 0x5BE0CD19) ^ 0x510E527F)
+
+
+def _hash_extend(h1: torch.Tensor, h2: torch.Tensor, token: torch.Tensor):
+    """Context key after appending ``token`` (two independent 32-bit lanes)."""
+    return _mix32(h1 ^ _mix32((token + 0x2545F491) & _M32)), _mix32(h2 ^ _mix32((token + 0x1F83D9AB) & _M32))
+
+
+def _hash_logits(h1: torch.Tensor, h2: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """U[0,1) logits (float32, 24 bits) of tokens ``index`` in the rows keyed by ``(h1, h2)`` (broadcast)."""
+    z = _mix32(h1 ^ _mix32((index * 0x61C88647) & _M32))
+    z = _mix32(z ^ h2)
+    return (z >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def hash_row(context: Sequence[int], states: int, temperature: float, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """The counter-hash row (float64 probabilities) after ``context`` ([] = the first token)."""
+    h1, h2 = _hash_start(seed, "cpu")
+    for c in context:
+        h1, h2 = _hash_extend(h1, h2, torch.tensor([int(c)]))
+    logits = _hash_logits(h1, h2, torch.arange(states)).double().numpy()
+    return softmax64(logits, temperature)
+
+
+def _rejection_proposals(temperature: float) -> int:
+    """Proposals per token so that none is accepted with probability <= 1e-12."""
+    if math.isinf(temperature):
+        return 1
+    acceptance = temperature * -math.expm1(-1.0 / temperature)  # E[exp((x − 1)/τ)], x ~ U[0, 1)
+    if acceptance >= 1.0:
+        return 1
+    return max(1, math.ceil(math.log(1e-12) / math.log1p(-acceptance)))
+
+
+# ---------------------------------------------------------------------------------------------
+# sources
+# ---------------------------------------------------------------------------------------------
+class TokenSource:
+    """A seeded stream of token sequences on one device (see ``token_source``)."""
+
+    kind: str
+    vocab_size: int
+    target_vocab_size: int
+    length: int
+    device: torch.device
+
+    def sample(self, num_sequences: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``num_sequences`` sequences: tokens int64 [B, L] on the device, and targets int64 [B, L] for
+        identity/mapping (None for mc/iid: the model predicts ``tokens[:, 1:]``). Deterministic given the
+        generator's state; advances the generator."""
+        if isinstance(num_sequences, bool) or not isinstance(num_sequences, (int, np.integer)) or num_sequences < 1:
+            raise UserError(f"num_sequences: expected an integer >= 1, got {num_sequences!r}")
+        if torch.device(generator.device).type != self.device.type:
+            raise UserError(f"generator is on {generator.device}, the token source on {self.device}: use one device")
+        return self._sample(int(num_sequences), generator)
+
+    def _sample(self, num_sequences: int, generator: torch.Generator):
+        raise NotImplementedError
+
+    def metadata(self) -> dict:
+        raise NotImplementedError
+
+    def mean_row_entropy(self) -> float | None:
+        """Mean entropy (nats) of the transition rows (None where tokens are independent)."""
+        return None
+
+
+def _uniform_int(shape, generator, device, high: int) -> torch.Tensor:
+    return torch.randint(0, high, shape, generator=generator, device=device, dtype=torch.int64)
+
+
+class MarkovTokens(TokenSource):
+    """Markov-chain token sequences of order n over M states (see the module docstring)."""
+
+    def __init__(self, states: int = 100, order: int = 1, temperature: float = 1.0, seed: int = DEFAULT_SEED,
+                 length: int = SEQUENCE_LENGTH, device="cpu", row_source: str = "auto", sampler: str = "auto"):
+        check_chain_params(states, order, temperature, seed)
+        _check_length(length)
+        self.kind = "mc"
+        self.states, self.order, self.temperature, self.seed = int(states), int(order), float(temperature), int(seed)
+        self.vocab_size = self.target_vocab_size = self.states
+        self.length = int(length)
+        self.device = torch.device(device)
+        rows = _context_rows(self.states, self.order)
+        fits = rows <= REFERENCE_MAX_ROWS and rows * self.states <= REFERENCE_MAX_ENTRIES
+        if row_source == "auto":
+            row_source = "reference" if fits else HASH_VERSION
+        if row_source not in ("reference", HASH_VERSION):
+            raise UserError(f"row_source: expected auto, reference or {HASH_VERSION}, got {row_source!r}")
+        if row_source == "reference" and not fits:
+            raise UserError(f"row_source reference: {rows} rows of {self.states} do not fit as a table")
+        self.row_source = row_source
+        if sampler == "auto":
+            blocked_ok = row_source == "reference" and self.order == 1 and self.states <= BLOCKED_MAX_STATES
+            sampler = "blocked" if blocked_ok and self.device.type == "cuda" else "loop"
+        if sampler not in ("loop", "blocked"):
+            raise UserError(f"sampler: expected auto, loop or blocked, got {sampler!r}")
+        if sampler == "blocked" and (row_source != "reference" or self.order != 1):
+            raise UserError("sampler blocked: needs reference rows and order 1")
+        self.sampler = sampler
+        self._entropies: np.ndarray | None = None
+        if row_source == "reference":
+            keys, first, self._entropies = reference_tables(self.states, self.order, self.temperature, self.seed)
+            self._keys = torch.from_numpy(keys).to(self.device)
+            self._first = torch.from_numpy(first).to(self.device)
+            offsets = np.cumsum([0] + [self.states**k for k in range(1, self.order + 1)])
+            self._offsets = [int(o) for o in offsets]  # rows of contexts of length k start at offsets[k-1]
+        else:
+            self._proposals = _rejection_proposals(self.temperature)
+            self._full_row = self.states <= max(FULL_ROW_MAX, self._proposals)
+            self._h0 = _hash_start(self.seed, self.device)
+            if self.order == 1:  # per-state context keys, looked up instead of hashed every step
+                self._h1_table, self._h2_table = _hash_extend(*self._h0, torch.arange(self.states, device=self.device))
+
+    def metadata(self) -> dict:
+        meta = {"kind": "mc", "states": self.states, "order": self.order, "temperature": self.temperature,
+                "seed": self.seed, "length": self.length, "row_source": self.row_source, "sampler": self.sampler,
+                "device": str(self.device)}
+        if self.row_source == "reference":
+            meta["cdf_bits"] = CDF_BITS
+        else:
+            meta["proposals"] = self._proposals
+            meta["row_sampling"] = "full-row" if self._full_row else "rejection"
+        return meta
+
+    def mean_row_entropy(self) -> float:
+        """Mean entropy of the full-context rows: exact for reference rows, 256 sampled contexts otherwise."""
+        if self._entropies is not None:
+            return float(self._entropies[-self.states**self.order:].mean())
+        rng = np.random.default_rng(0)
+        rows = [hash_row(rng.integers(self.states, size=self.order), self.states, self.temperature, self.seed)
+                for _ in range(256 if self.states <= 10**4 else 32)]
+        return float(entropy(np.stack(rows)).mean())
+
+    # ------------------------------------------------------------------ reference rows
+    def _search(self, row: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        """Next token for (row index, uniform in [0, 2^40)) pairs, broadcast."""
+        query = (row << ROW_SHIFT) + uniforms
+        return torch.searchsorted(self._keys, query, right=True) - row * self.states
+
+    def _sample(self, num_sequences: int, generator: torch.Generator):
+        if self.row_source != "reference":
+            return self._sample_hashed(num_sequences, generator), None
+        uniforms = _uniform_int((num_sequences, self.length), generator, self.device, 1 << CDF_BITS)
+        if self.sampler == "blocked":
+            return self._sample_blocked(uniforms), None
+        return self._sample_loop(uniforms), None
+
+    def _sample_loop(self, uniforms: torch.Tensor) -> torch.Tensor:
+        M, n = self.states, self.order
+        uniforms = uniforms.t().contiguous()  # position-major: each step reads one contiguous row
+        tokens = torch.empty_like(uniforms)
+        token = torch.searchsorted(self._first, uniforms[0], right=True)
+        tokens[0] = token
+        local = token  # the context (last min(t, n) tokens) as a base-M number
+        full = M ** (n - 1)
+        for t in range(1, self.length):
+            k = min(t, n)
+            token = self._search(local + self._offsets[k - 1], uniforms[t])
+            tokens[t] = token
+            local = ((local % full) if k == n else local) * M + token
+        return tokens.t().contiguous()
+
+    def _sample_blocked(self, uniforms: torch.Tensor, block: int = 32) -> torch.Tensor:
+        B, L, M = uniforms.shape[0], self.length, self.states
+        first = torch.searchsorted(self._first, uniforms[:, 0].contiguous(), right=True)
+        steps = L - 1
+        if steps == 0:
+            return first[:, None]
+        nblocks = -(-steps // block)
+        all_states = torch.arange(M, device=self.device)
+        # F[b, t, s]: the token at position t+1 if position t holds s (padding positions: identity)
+        table = all_states.expand(B, nblocks * block, M).clone()
+        chunk = max(1, (1 << 24) // max(1, steps * M))
+        for lo in range(0, B, chunk):
+            u = uniforms[lo:lo + chunk, 1:, None]
+            table[lo:lo + chunk, :steps] = self._search(all_states, u)
+        table = table.view(B, nblocks, block, M)
+        # prefix compositions inside each block: P_k = F_k ∘ P_{k-1}
+        for k in range(1, block):
+            table[:, :, k] = torch.gather(table[:, :, k], 2, table[:, :, k - 1])
+        starts = torch.empty(B, nblocks, dtype=torch.int64, device=self.device)
+        state = first
+        for i in range(nblocks):
+            starts[:, i] = state
+            state = table[:, i, block - 1].gather(1, state[:, None])[:, 0]
+        index = starts[:, :, None, None].expand(B, nblocks, block, 1)
+        rest = torch.gather(table, 3, index).reshape(B, nblocks * block)[:, :steps]
+        return torch.cat([first[:, None], rest], dim=1)
+
+    # ------------------------------------------------------------------ counter-hash rows
+    def _context_keys(self, tokens: torch.Tensor, t: int):
+        if self.order == 1:
+            prev = tokens[:, t - 1]
+            return self._h1_table[prev], self._h2_table[prev]
+        h1, h2 = self._h0
+        h1, h2 = h1.expand(tokens.shape[0]), h2.expand(tokens.shape[0])
+        for pos in range(max(0, t - self.order), t):
+            h1, h2 = _hash_extend(h1, h2, tokens[:, pos])
+        return h1, h2
+
+    def _draw_hashed(self, h1, h2, generator) -> torch.Tensor:
+        B, M = h1.shape[0], self.states
+        if self._full_row:
+            logits = _hash_logits(h1[:, None], h2[:, None], torch.arange(M, device=self.device)).double()
+            probs = torch.softmax(logits / self.temperature, dim=1)
+            cdf = probs.cumsum(dim=1)
+            u = torch.rand(B, 1, generator=generator, device=self.device, dtype=torch.float64) * cdf[:, -1:]
+            return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=M - 1)
+        K = self._proposals
+        proposal = _uniform_int((B, K), generator, self.device, M)
+        v = torch.rand(B, K, generator=generator, device=self.device)
+        x = _hash_logits(h1[:, None], h2[:, None], proposal)
+        accept = v < torch.exp((x - 1.0) / self.temperature)
+        first = accept.to(torch.uint8).argmax(dim=1)  # 0 (the first proposal) when none is accepted
+        return proposal.gather(1, first[:, None])[:, 0]
+
+    def _sample_hashed(self, num_sequences: int, generator: torch.Generator) -> torch.Tensor:
+        tokens = torch.empty(num_sequences, self.length, dtype=torch.int64, device=self.device)
+        h1, h2 = (h.expand(num_sequences) for h in self._h0)
+        tokens[:, 0] = self._draw_hashed(h1, h2, generator)
+        for t in range(1, self.length):
+            tokens[:, t] = self._draw_hashed(*self._context_keys(tokens, t), generator)
+        return tokens
+
+
+class IIDTokens(TokenSource):
+    """Tokens drawn independently and uniformly from [0, M) (the τ -> ∞ limit)."""
+
+    def __init__(self, states: int = 100, seed: int = DEFAULT_SEED, length: int = SEQUENCE_LENGTH, device="cpu"):
+        check_chain_params(states, 1, 1.0, seed)
+        _check_length(length)
+        self.kind = "iid"
+        self.vocab_size = self.target_vocab_size = int(states)
+        self.seed, self.length, self.device = int(seed), int(length), torch.device(device)
+
+    def _sample(self, num_sequences, generator):
+        return _uniform_int((num_sequences, self.length), generator, self.device, self.vocab_size), None
+
+    def metadata(self) -> dict:
+        return {"kind": "iid", "states": self.vocab_size, "seed": self.seed, "length": self.length,
+                "device": str(self.device)}
+
+
+class PairTokens(TokenSource):
+    """Identity (target = input token) and Token Mapping (target = perm(input)) over 3,500 IID tokens.
+
+    The mapping is ``numpy.random.default_rng(seed).permutation(3500)``.
+    """
+
+    def __init__(self, kind: str, seed: int = DEFAULT_SEED, length: int = SEQUENCE_LENGTH, device="cpu"):
+        check_chain_params(IDENTITY_VOCAB, 1, 1.0, seed)
+        _check_length(length)
+        self.kind = kind
+        self.vocab_size = self.target_vocab_size = IDENTITY_VOCAB
+        self.seed, self.length, self.device = int(seed), int(length), torch.device(device)
+        self.mapping = None
+        if kind == "mapping":
+            perm = np.random.default_rng(self.seed).permutation(IDENTITY_VOCAB)
+            self.mapping = torch.from_numpy(perm).to(self.device)
+
+    def _sample(self, num_sequences, generator):
+        tokens = _uniform_int((num_sequences, self.length), generator, self.device, IDENTITY_VOCAB)
+        return tokens, (tokens.clone() if self.mapping is None else self.mapping[tokens])
+
+    def metadata(self) -> dict:
+        return {"kind": self.kind, "states": IDENTITY_VOCAB, "seed": self.seed, "length": self.length,
+                "mapping": "default_rng(seed).permutation" if self.mapping is not None else None,
+                "device": str(self.device)}
+
+
+def _check_length(length) -> None:
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise UserError(f"length: expected an integer >= 1, got {length!r}")
+
+
+def token_source(kind: str, *, states: int = 100, order: int = 1, temperature: float = 1.0,
+                 seed: int = DEFAULT_SEED, length: int = SEQUENCE_LENGTH, device="cpu") -> TokenSource:
+    """A token source for DT pre-training: ``kind`` in mc, iid, identity, mapping.
+
+    ``identity`` and ``mapping`` always use the 3,500-token vocabulary of appendix F (``states`` is
+    ignored); ``iid`` ignores ``order`` and ``temperature``.
+
+    >>> src = token_source("mc", states=100, temperature=1.0)
+    >>> tokens, targets = src.sample(64, torch.Generator().manual_seed(0))   # [64, 1024], None
+    """
+    if kind == "mc":
+        return MarkovTokens(states, order, temperature, seed, length, device)
+    if kind == "iid":
+        return IIDTokens(states, seed, length, device)
+    if kind in ("identity", "mapping"):
+        return PairTokens(kind, seed, length, device)
+    raise UserError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
