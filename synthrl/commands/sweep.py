@@ -1,0 +1,153 @@
+"""``synthrl sweep plan|run|resume|status|ls``: sweep files on Ray Tune (Ray imported only by run/resume)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _log_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in ("wandb", "mlflow")]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected wandb, mlflow or wandb,mlflow, got {text!r}")
+    return names
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("sweep", help="plan, run, resume and inspect sweeps (sweeps/*.yaml) on Ray Tune",
+                                   description="Sweeps: a sweep file expands into pre-training artifacts and "
+                                               "fine-tuning trials (one per variant, dataset and seed group).")
+    verbs = parser.add_subparsers(dest="sweep_verb", metavar="VERB", parser_class=type(parser))
+    verbs.required = True
+
+    def storage_option(p):
+        p.add_argument("--storage", metavar="PATH", default=None,
+                       help="results and artifact root (absolute or made absolute; default $SYNTHRL_STORE or "
+                            "~/.cache/synthrl)")
+
+    def set_option(p):
+        p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                       help="override a sweep-file key before validation, e.g. corpus=/data/wiki.txt or "
+                            "finetune.updates=2000 (repeatable)")
+
+    p = verbs.add_parser("plan", help="print the trials, artifacts, resources and GPU-hours; runs nothing")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--trials", action="store_true", help="list every trial")
+    set_option(p)
+    p.set_defaults(func=_plan)
+
+    p = verbs.add_parser("run", help="run a sweep: pre-training artifacts, then Tune trials, with a live view")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", default=None, help="sweep name (default: the file's `name`; a prefix for files "
+                                                "holding several sweeps)")
+    storage_option(p)
+    p.add_argument("--max-gpus", type=_nonneg_float, default=None, metavar="N",
+                   help="use at most N GPUs at once (0: CPU only)")
+    p.add_argument("--address", default=None, metavar="ADDR", help="an existing Ray cluster (default: local Ray)")
+    p.add_argument("--log", type=_log_names, default=None, metavar="wandb|mlflow",
+                   help="add Ray's experiment-tracker logger callbacks")
+    p.add_argument("--no-dashboard", dest="dashboard", action="store_false",
+                   help="do not start the Ray dashboard (local Ray only; it listens on 127.0.0.1)")
+    set_option(p)
+    p.set_defaults(func=_run)
+
+    p = verbs.add_parser("resume", help="resume an interrupted sweep (errored trials from their checkpoints)")
+    p.add_argument("name", metavar="NAME")
+    storage_option(p)
+    p.add_argument("--max-gpus", type=_nonneg_float, default=None, metavar="N")
+    p.add_argument("--address", default=None, metavar="ADDR")
+    p.add_argument("--no-dashboard", dest="dashboard", action="store_false")
+    p.set_defaults(func=_resume)
+
+    p = verbs.add_parser("status", help="trials by state, progress, errors (reads the storage; no Ray)")
+    p.add_argument("name", metavar="NAME")
+    storage_option(p)
+    p.set_defaults(func=_status)
+
+    p = verbs.add_parser("ls", help="list the sweeps in the storage")
+    storage_option(p)
+    p.set_defaults(func=_ls)
+
+
+def _load(args):
+    """(sweep, document, overrides) for each sweep in the file, with --name and --set applied."""
+    from synthrl.sweep.schema import document_source, parse_set_options, read_documents, sweep_from_dict
+
+    overrides = parse_set_options(args.overrides)
+    documents = read_documents(args.file)
+    out = []
+    for i, doc in enumerate(documents):
+        these = dict(overrides)
+        name = getattr(args, "name", None)
+        if name:
+            base = doc.get("name") if isinstance(doc, dict) else None
+            these["name"] = name if len(documents) == 1 else f"{name}-{base}"
+        sweep = sweep_from_dict(doc, document_source(args.file, i, len(documents)), these)
+        out.append((sweep, doc, these))
+    names = [s.name for s, _, _ in out]
+    if len(set(names)) != len(names):
+        from synthrl.errors import UserError
+
+        raise UserError(f"{args.file}: name: expected distinct names for its sweeps, got {names}")
+    return out
+
+
+def _plan(args) -> int:
+    from synthrl.sweep.plan import make_plan, plan_summary
+
+    for i, (sweep, _, _) in enumerate(_load(args)):
+        if i:
+            print()
+        print(plan_summary(make_plan(sweep), show_trials=args.trials))
+    return 0
+
+
+def _run(args) -> int:
+    from trainables.launcher import resolve_storage, run_sweep
+
+    sweeps = _load(args)   # every document validated before anything starts
+    storage = resolve_storage(args.storage)
+    import ray
+
+    ours = not ray.is_initialized()
+    code = 0
+    try:
+        for sweep, doc, overrides in sweeps:   # one Ray session for all of the file's sweeps
+            code = max(code, run_sweep(sweep, doc, overrides, storage, max_gpus=args.max_gpus,
+                                       address=args.address, log=args.log, dashboard=args.dashboard,
+                                       shutdown=False))
+    finally:
+        if ours and ray.is_initialized():
+            ray.shutdown()
+    return code
+
+
+def _resume(args) -> int:
+    from trainables.launcher import resolve_storage, resume_sweep
+
+    return resume_sweep(args.name, resolve_storage(args.storage), address=args.address, dashboard=args.dashboard,
+                        max_gpus=args.max_gpus)
+
+
+def _status(args) -> int:
+    from trainables.launcher import resolve_storage, status_text
+
+    print(status_text(resolve_storage(args.storage), args.name))
+    return 0
+
+
+def _ls(args) -> int:
+    from trainables.launcher import resolve_storage, ls_text
+
+    print(ls_text(resolve_storage(args.storage)))
+    return 0
