@@ -2,6 +2,7 @@
 
 import copy
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +22,7 @@ from synthrl.runner import drive
 from synthrl.store import ArtifactStore
 
 DS, DA, H = 5, 2, 32
+HOPPER_SAC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hopper-medium-sac-200k.hdf5"
 
 
 def tiny_dataset(n=400, seed=0, dS=DS, dA=DA):
@@ -303,3 +305,58 @@ def test_config_validation_errors_name_the_field():
     with pytest.raises(UserError, match="unknown field"):
         CQLConfig.from_dict({"dataset": "x", "lr": 1})
     assert CQLConfig(dataset="x", extra_updates=100_000).total_updates == 1_100_000
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: `synthrl run cql` on a tiny slice of real hopper data, with MDP pre-training
+
+def tiny_hopper_file(tmp_path, rows=3000):
+    import h5py
+
+    if not HOPPER_SAC.is_file():
+        pytest.skip(f"{HOPPER_SAC} not present")
+    path = tmp_path / "hopper-tiny.hdf5"
+    with h5py.File(HOPPER_SAC) as src, h5py.File(path, "w") as f:
+        for k in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"):
+            f[k] = src[k][:rows]
+    return path
+
+
+def test_run_cql_end_to_end_with_pretraining(tmp_path, capsys):
+    from synthrl.cli import main
+
+    data = tiny_hopper_file(tmp_path)
+    out = tmp_path / "run"
+    argv = ["run", "cql", "--dataset", str(data), "--out", str(out), "--updates", "60", "--eval-every", "30",
+            "--eval-episodes", "2", "--seeds", "0,1", "--batch-size", "32", "--pretrain", "mdp",
+            "--pretrain-updates", "20", "--trajectories", "10", "--length", "50", "--no-progress"]
+    assert main(argv) == 0
+    run = RunDir(out)
+    assert run.is_done() and run.has_checkpoint()
+    params = run.read_params()
+    assert params["algorithm"] == "cql" and params["variant"] == "cql+mdp" and params["env"] == "hopper"
+    assert params["pretrain_params"]["updates"] == 20 and len(params["dataset_sha256"]) == 64
+    rows = run.read_metrics()
+    assert [(int(r["seed"]), int(r["update"])) for r in rows] == [(0, 30), (1, 30), (0, 60), (1, 60)]
+    assert all(r["env_id"] == "Hopper-v4" and math.isfinite(float(r["normalized_score"])) for r in rows)
+    for seed in ("0", "1"):  # the TD loss falls as Q fits the rewards
+        first, last = [float(r["q_loss"]) for r in rows if r["seed"] == seed]
+        assert last < 0.5 * first
+    # the pre-training artifact is in the store, keyed by its parameters
+    artifacts = list((tmp_path / "store" / "artifacts" / "cql-pretrain").iterdir())
+    assert len(artifacts) == 1 and (artifacts[0] / "COMPLETE").is_file()
+    # a second run with other parameters refuses the same --out; --resume of a finished run is a no-op
+    assert main(argv[:-1] + ["--updates", "90", "--no-progress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0
+
+
+def test_run_cql_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    from synthrl.cli import main
+
+    assert main(["run", "cql", "--dataset", str(tmp_path / "nope.hdf5"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope.hdf5" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as e:
+        main(["run", "cql", "--dataset", "x", "--out", "o", "--finetune-ratio", "2"])
+    assert e.value.code == 2
