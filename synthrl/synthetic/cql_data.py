@@ -95,11 +95,22 @@ def build_cql_indices(params: dict) -> dict[str, np.ndarray]:
     return {"obs": obs, "act": act, "target_obs": target // A, "target_act": target % A}
 
 
+def _finite(obj):
+    """Strict JSON: non-finite floats (an ``inf`` temperature) become the strings "inf", "-inf", "nan"."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> Path:
     """Write an uncompressed ``.npz`` atomically; ``meta`` is stored as a JSON string array ``meta``."""
     payload = dict(arrays)
     if meta is not None:
-        payload["meta"] = np.array(json.dumps(meta, sort_keys=True))
+        payload["meta"] = np.array(json.dumps(_finite(meta), sort_keys=True, allow_nan=False))
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
