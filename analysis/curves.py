@@ -6,10 +6,13 @@
   per-dataset means, shaded by the mean of the per-dataset stds.
 * ``loss_average.png`` / ``loss_<dataset>.png``: the training loss the same way (DT: action MSE;
   CQL: Q loss + conservative loss), when the records carry one.
-* ``ablation_updates.png``: score averaged over datasets against fine-tuning updates, no shift
-  (figures 10, 16).
-* ``ablation_ratio.png``: final score averaged over datasets against the fine-tuning data ratio
-  (figures 11, 17), when the records hold more than one ``finetune_ratio``.
+* ``ablation_updates.png`` (figures 10, 16): final score averaged over datasets against the
+  fine-tuning budget, one line per base variant, when the records hold runs of several budgets
+  (an ablation sweep names them "<base> @200k"); otherwise the averaged score curves without the
+  pre-training shift.
+* ``ablation_ratio.png`` (figures 11, 17): final score averaged over datasets against the
+  fine-tuning data ratio (``finetune_ratio``; variants named "<base> r=0.1"), when the records hold
+  more than one ratio for some base variant.
 """
 
 from __future__ import annotations
@@ -59,13 +62,14 @@ def average_over_datasets(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["variant", "x", "mean", "std"])
 
 
-def _plot(curves: pd.DataFrame, variants: list[str], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+def _plot(curves: pd.DataFrame, variants: list[str], path: Path, title: str, xlabel: str, ylabel: str,
+          markers: bool = False) -> Path:
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     for variant in variants:
         c = curves[curves["variant"] == variant]
         if c.empty:
             continue
-        line, = ax.plot(c["x"], c["mean"], label=variant, linewidth=1.5)
+        line, = ax.plot(c["x"], c["mean"], label=variant, linewidth=1.5, marker="o" if markers else None)
         ax.fill_between(c["x"], c["mean"] - c["std"], c["mean"] + c["std"], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -78,6 +82,54 @@ def _plot(curves: pd.DataFrame, variants: list[str], path: Path, title: str, xla
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     plt.close(fig)
     return path
+
+
+# an ablation sweep names its variants "<base> @200k" (fine-tuning budget) or "<base> r=0.1" (data ratio)
+_AXIS_SUFFIX = re.compile(r"\s*(?:@\s*[\d.]+\s*[kKmM]?|\br\s*=\s*[\d.]+)\s*$")
+
+
+def base_variant(name: str) -> str:
+    """'S=A=10 @200k' -> 'S=A=10'; 'CQL r=0.1' -> 'CQL'; the budget and the ratio come from the records."""
+    while True:
+        stripped = _AXIS_SUFFIX.sub("", name)
+        if stripped == name or not stripped:
+            return name
+        name = stripped
+
+
+def ablation_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: base name, fine-tuning budget (its last update), data ratio, and the final score
+    averaged over datasets (mean of cell means ± mean of cell stds, as in the tables)."""
+    cells = M.summarize(M.per_seed_final(frame))
+    score = cells.groupby("variant", sort=False).agg(mean=("mean", "mean"), std=("std", "mean"))
+    info = frame.groupby("variant", sort=False).agg(budget=("update", "max"), ratio=("finetune_ratio", "max"))
+    points = info.join(score).reset_index()
+    points["base"] = points["variant"].map(base_variant)
+    return points
+
+
+def _ablations(frame: pd.DataFrame, variants: list[str], out: Path, partial: str) -> list[Path]:
+    """Figures 10/16 (score against the fine-tuning budget) and 11/17 (against the data ratio)."""
+    points = ablation_points(frame)
+    bases = list(dict.fromkeys(points["base"]))
+    written = []
+    full_ratio = points[points["ratio"] == points.groupby("base")["ratio"].transform("max")]
+    if (full_ratio.groupby("base")["budget"].nunique() > 1).any():
+        by_budget = full_ratio.drop(columns="variant").rename(columns={"base": "variant", "budget": "x"})
+        written.append(_plot(by_budget.sort_values(["variant", "x"]), bases, out / "ablation_updates.png",
+                             f"final score against fine-tuning updates{partial}", "fine-tuning updates",
+                             "normalised score (final)", markers=True))
+    else:  # one budget per variant: the learning curves without the pre-training shift
+        unshifted = average_over_datasets(curve_stats(_full_data(frame), "normalized_score", offset=False))
+        written.append(_plot(unshifted, variants, out / "ablation_updates.png",
+                             f"score against fine-tuning updates{partial}", "fine-tuning updates", "normalised score"))
+    full_budget = points[points["budget"] == points.groupby("base")["budget"].transform("max")]
+    if (full_budget.groupby("base")["ratio"].nunique() > 1).any():
+        by_ratio = full_budget.drop(columns="variant").rename(columns={"base": "variant", "ratio": "x"})
+        written.append(_plot(by_ratio.sort_values(["variant", "x"]), bases, out / "ablation_ratio.png",
+                             f"final score against the fine-tuning data ratio{partial}", "fine-tuning data ratio",
+                             "normalised score (final)", markers=True))
+    return written
 
 
 def _slug(name: str) -> str:
@@ -110,16 +162,5 @@ def plot_curves(records: Records, out_dir: str | Path, variants: list[str] | Non
         for dataset in datasets:
             written.append(_plot(stats[stats["dataset"] == dataset], variants, out / f"{stem}_{_slug(dataset)}.png",
                                  f"{dataset}{partial}", xlabel, ylabel))
-    # ablation against fine-tuning updates: no pre-training shift, average over datasets
-    unshifted = average_over_datasets(curve_stats(full, "normalized_score", offset=False))
-    written.append(_plot(unshifted, variants, out / "ablation_updates.png",
-                         f"score against fine-tuning updates{partial}", "fine-tuning updates", "normalised score"))
-    if frame["finetune_ratio"].nunique() > 1:
-        cells = M.summarize(M.per_seed_final(frame.assign(variant=frame["variant"] + "\x00" + frame["finetune_ratio"].astype(str))))
-        cells[["variant", "x"]] = cells["variant"].str.split("\x00", expand=True)
-        cells["x"] = cells["x"].astype(float)
-        by_ratio = cells.groupby(["variant", "x"], sort=False).agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
-        written.append(_plot(by_ratio.sort_values(["variant", "x"]), variants, out / "ablation_ratio.png",
-                             f"final score against the fine-tuning data ratio{partial}", "fine-tuning data ratio",
-                             "normalised score (final)"))
+    written += _ablations(frame, variants, out, partial)
     return written

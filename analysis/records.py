@@ -40,7 +40,7 @@ PAPER_DATASETS = [
 
 # pre-training kind -> the name the paper gives the variant ("mc" is the paper's DT+Synthetic)
 PRETRAIN_NAMES = {"mdp": "MDP", "iid": "IID", "identity": "Identity", "mapping": "Mapping", "mc": "Synthetic",
-                  "wiki": "Wiki", "language": "Wiki"}
+                  "text": "Wiki", "wiki": "Wiki", "pretrained": "pretrained"}
 
 
 def dataset_key(name: str) -> str:
@@ -56,27 +56,97 @@ def dataset_order(names) -> list[str]:
     return [d for d in PAPER_DATASETS if d in names] + sorted(names - set(PAPER_DATASETS))
 
 
-def derive_variant(params: dict) -> str:
-    """The variant name of a run launched without a sweep: 'CQL', 'CQL+MDP', 'DT+Synthetic', ...
+AUTO_VARIANT = re.compile(r"^(cql|dt)(\+[a-z_]+)?$")  # what a plain `synthrl run` records
 
-    A sweep writes ``variant`` into params.json; a plain ``synthrl run`` does not, so the name is
-    built from the pre-training parameters: upper-case algorithm + '+' + the pre-training kind.
-    """
-    if params.get("variant"):
-        return str(params["variant"])
-    algorithm = str(params.get("algorithm", "?")).upper()
-    pretrain = params.get("pretrain")
+
+def pretty_variant(name: str) -> str:
+    """A plain run's automatic name in the paper's spelling: 'cql+mdp' -> 'CQL+MDP', 'dt+mc' -> 'DT+Synthetic'."""
+    if not AUTO_VARIANT.match(name):
+        return name
+    algorithm, _, kind = name.partition("+")
+    return algorithm.upper() + (f"+{PRETRAIN_NAMES.get(kind, kind)}" if kind else "")
+
+
+def _param(params: dict, key: str, default=None):
+    """A parameter at the top level of params.json (what a sweep trial adds) or in its ``config``."""
+    if params.get(key) is not None:
+        return params[key]
+    config = params.get("config")
+    if isinstance(config, dict) and config.get(key) is not None:
+        return config[key]
+    return default
+
+
+def _pretrain_kind(params: dict) -> str | None:
+    pretrain = _param(params, "pretrain")
     kind = None
     if isinstance(pretrain, dict):
         kind = pretrain.get("kind") or pretrain.get("data")
     elif isinstance(pretrain, str):
         kind = pretrain
     kind = kind or params.get("pretrain_kind")
-    if kind in (None, "", "none") and params.get("pretrained_path"):
+    if kind in (None, "", "none") and _param(params, "pretrained_path"):
         kind = "pretrained"
-    if kind in (None, "", "none"):
-        return algorithm
-    return f"{algorithm}+{PRETRAIN_NAMES.get(str(kind).lower(), str(kind))}"
+    return None if kind in (None, "", "none") else str(kind)
+
+
+def derive_variant(params: dict) -> str:
+    """The column name of a run: the sweep's variant name, or for a plain ``synthrl run`` (which
+    records only 'cql+mdp'-style names) the upper-case algorithm + '+' + the pre-training kind."""
+    variant = params.get("variant")
+    if variant and ("sweep" in params or not AUTO_VARIANT.match(str(variant))):
+        return str(variant)
+    algorithm = str(params.get("algorithm", "?")).upper()
+    kind = _pretrain_kind(params)
+    return algorithm if kind is None else f"{algorithm}+{PRETRAIN_NAMES.get(kind.lower(), kind)}"
+
+
+def derive_pretrain_updates(params: dict) -> int:
+    if params.get("pretrain_updates") is not None:
+        return int(params["pretrain_updates"])
+    if _pretrain_kind(params) is None:
+        return 0
+    if params.get("algorithm") == "dt":
+        return int(_param(params, "pretrain_step", 0) or 0)
+    return int(_param(params, "pretrain_updates", 0) or 0)
+
+
+def _store_roots(results_root: Path) -> list[Path]:
+    import os
+
+    roots = [results_root, *list(results_root.parents)[:3]]
+    if os.environ.get("SYNTHRL_STORE"):
+        roots.append(Path(os.environ["SYNTHRL_STORE"]))
+    roots.append(Path.home() / ".cache" / "synthrl")
+    return [r for r in roots if (r / "artifacts").is_dir()]
+
+
+def pretrain_wall_clock(params: dict, stores: list[Path]) -> float:
+    """Seconds the run's pre-training took, read from its artifact when a store holding it is found (else NaN).
+
+    CQL: ``artifacts/cql-pretrain/<key>/pretrain.json`` (wall_clock_s). DT: the wall-clock of the step
+    fine-tuning starts from, in ``artifacts/dt-pretrain/<key>/losses.csv``.
+    """
+    pretrained = params.get("pretrained") if isinstance(params.get("pretrained"), dict) else {}
+    if params.get("pretrain_key"):
+        kind, key = "cql-pretrain", params["pretrain_key"]
+    elif pretrained.get("artifact_key"):
+        kind, key = pretrained.get("artifact_kind", "dt-pretrain"), pretrained["artifact_key"]
+    else:
+        return math.nan
+    for root in stores:
+        artifact = root / "artifacts" / kind / str(key)
+        try:
+            if (artifact / "pretrain.json").is_file():
+                return float(json.loads((artifact / "pretrain.json").read_text())["wall_clock_s"])
+            if (artifact / "losses.csv").is_file():
+                losses = pd.read_csv(artifact / "losses.csv")
+                step = int(pretrained.get("step") or losses["update"].max())
+                reached = losses[losses["update"] >= step]
+                return float((reached if len(reached) else losses).iloc[0]["wall_clock_s"])
+        except (ValueError, KeyError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            return math.nan  # a timing we cannot read is left out, not guessed
+    return math.nan
 
 
 @dataclass
@@ -169,11 +239,13 @@ def read_long_csv(path: str | Path) -> Records:
 
 def _expected_evals(params: dict) -> float:
     try:
-        total = int(params["updates"]) + int(params.get("extra_updates") or 0)
-        every = int(params["eval_every"])
-    except (KeyError, TypeError, ValueError):
+        total = params.get("total_updates")
+        if total is None:
+            total = int(_param(params, "updates")) + int(_param(params, "extra_updates", 0) or 0)
+        every = int(_param(params, "eval_every"))
+    except (TypeError, ValueError):
         return math.nan
-    return math.ceil(total / every) if every > 0 else math.nan
+    return math.ceil(int(total) / every) if every > 0 else math.nan
 
 
 def _params_seeds(params: dict) -> list[int]:
@@ -205,6 +277,7 @@ def read_run_dirs(root: str | Path) -> Records:
         raise UserError(f"--results {root}: not a directory (for a long CSV use --csv)")
     frames: list[pd.DataFrame] = []
     expected_rows: list[dict] = []
+    stores = _store_roots(root.absolute())
     for params_path in sorted(root.rglob("params.json")):
         if any(part.startswith(".") for part in params_path.relative_to(root).parts[:-1]):
             continue  # temporary directories (checkpoints being written aside)
@@ -241,10 +314,17 @@ def read_run_dirs(root: str | Path) -> Records:
             # CQL's training loss in the paper's figures: Q loss plus the conservative loss
             frame["train_loss"] = pd.to_numeric(frame["q_loss"], errors="coerce") + pd.to_numeric(frame["cql_loss"], errors="coerce")
         frame["algorithm"] = params["algorithm"]
-        frame["variant"] = variant
-        for key in ("pretrain_updates", "finetune_ratio", "pretrain_wall_clock_s"):
-            if key not in frame.columns and params.get(key) is not None:
-                frame[key] = params[key]
+        if "variant" in frame.columns and frame["variant"].nunique() > 1:
+            # one ensemble of several configs (e.g. `synthrl run cql` with a group): each row says which
+            frame["variant"] = frame["variant"].astype(str).map(pretty_variant)
+        else:
+            frame["variant"] = variant
+        if "pretrain_updates" not in frame.columns:
+            frame["pretrain_updates"] = derive_pretrain_updates(params)
+        if "finetune_ratio" not in frame.columns:
+            frame["finetune_ratio"] = float(_param(params, "finetune_ratio", 1.0))
+        if "pretrain_wall_clock_s" not in frame.columns:
+            frame["pretrain_wall_clock_s"] = params.get("pretrain_wall_clock_s", pretrain_wall_clock(params, stores))
         frame["source"] = str(run)
         frame["done"] = done
         frames.append(frame[[c for c in COLUMNS if c in frame.columns]].copy())

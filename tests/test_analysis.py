@@ -374,11 +374,17 @@ def png_size(path):
     return struct.unpack(">II", data[16:24])
 
 
-def test_curves_render_pngs_of_the_expected_size(tmp_path):
+def ablation_frame():
+    """A, plus A fine-tuned on half the data ("A r=0.5") and A with a 15-update budget ("A @15")."""
     frame = long_frame()
-    ratio = frame[frame["variant"] == "A"].assign(finetune_ratio=0.5, normalized_score=lambda f: f["normalized_score"] / 2)
-    frame = pd.concat([frame.assign(finetune_ratio=1.0), ratio], ignore_index=True)
-    csv = write_csv(tmp_path, frame)
+    a = frame[frame["variant"] == "A"]
+    ratio = a.assign(variant="A r=0.5", finetune_ratio=0.5, normalized_score=a["normalized_score"] / 2)
+    budget = a[a["update"] <= 15].assign(variant="A @15")
+    return pd.concat([frame.assign(finetune_ratio=1.0), ratio, budget.assign(finetune_ratio=1.0)], ignore_index=True)
+
+
+def test_curves_render_pngs_of_the_expected_size(tmp_path):
+    csv = write_csv(tmp_path, ablation_frame())
     out = tmp_path / "figs"
     assert main(["curves", "--csv", str(csv), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.glob("*.png"))
@@ -387,6 +393,19 @@ def test_curves_render_pngs_of_the_expected_size(tmp_path):
                             "ablation_updates.png", "ablation_ratio.png"])
     for p in out.glob("*.png"):
         assert png_size(p) == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
+
+
+def test_ablation_points_by_budget_and_ratio():
+    from analysis.curves import ablation_points, base_variant
+
+    assert base_variant("S=A=10 @200k") == "S=A=10" and base_variant("CQL+IID r=0.25") == "CQL+IID"
+    assert base_variant("PT 1k") == "PT 1k"
+    points = ablation_points(ablation_frame()).set_index("variant")
+    assert points.loc["A @15", ["base", "budget", "ratio"]].tolist() == ["A", 15, 1.0]
+    # A @15's final = mean of its 3 evaluations: hopper (10 + 10/3) / 2, walker 70
+    assert points.loc["A @15", "mean"] == pytest.approx(((10 + 10 / 3) / 2 + 70) / 2)
+    assert points.loc["A r=0.5", "mean"] == pytest.approx(points.loc["A", "mean"] / 2)
+    assert points.loc["A r=0.5", "ratio"] == 0.5
 
 
 def test_curves_offset_pretrained_variants():
@@ -402,3 +421,46 @@ def test_curves_offset_pretrained_variants():
 def test_curves_from_run_directories(tmp_path):
     written = plot_curves(read_run_dirs(write_run_dirs(tmp_path / "r")), tmp_path / "png", ["B"])
     assert all(p.stat().st_size > 1000 for p in written) and len(written) == 7
+
+
+# -- params.json as the algorithms and the sweep write it -------------------------------------------
+
+def test_plain_run_and_sweep_trial_params(tmp_path, monkeypatch):
+    """Shapes of synthrl.cql/dt run_params (plain run) and trainables.trial_params (sweep trial)."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("SYNTHRL_STORE", str(store))
+    artifact = store / "artifacts" / "cql-pretrain" / "k123"
+    artifact.mkdir(parents=True)
+    (artifact / "pretrain.json").write_text('{"wall_clock_s": 240.5, "curve": []}')
+    dt_artifact = store / "artifacts" / "dt-pretrain" / "k456"
+    dt_artifact.mkdir(parents=True)
+    (dt_artifact / "losses.csv").write_text("update,train_loss,lr,wall_clock_s\n10000,2.0,1e-4,50\n20000,1.5,1e-4,99\n")
+    cql = {"algorithm": "cql", "variant": "cql+mdp", "dataset": "hopper-medium-v2", "seeds": [0, 1], "pretrain": "mdp",
+           "pretrain_key": "k123", "total_updates": 10,
+           "config": {"pretrain_updates": 1000, "updates": 10, "extra_updates": 0, "eval_every": 5, "finetune_ratio": 1.0}}
+    dt = {"algorithm": "dt", "variant": "dt+mc", "dataset": "hopper_medium-v2", "seeds": [0],
+          "pretrained": {"path": None, "artifact_kind": "dt-pretrain", "artifact_key": "k456", "step": 20000},
+          "config": {"pretrain": {"data": "mc", "states": 100}, "pretrain_step": 20000, "updates": 10,
+                     "extra_updates": 0, "eval_every": 5, "finetune_ratio": 0.5}}
+    trial = {**cql, "variant": "S=A=10", "pretrain_updates": 1000, "finetune_ratio": 1.0,
+             "sweep": {"name": "table6", "trial_id": "t0"}, "dataset": "walker2d-medium-v2"}
+    for name, params in (("cql", cql), ("dt", dt), ("trial", trial)):
+        rd = RunDir(tmp_path / "results" / name)
+        rd.write_params(params)
+        rows = [{"seed": s, "update": u, "normalized_score": 50.0 + u, "q_loss": 1.0, "cql_loss": 2.0, "wall_clock_s": 6.0 * u}
+                for u in (5, 10) for s in params["seeds"]]
+        rd.append_metrics(rows, ["seed", "update", "normalized_score", "q_loss", "cql_loss", "wall_clock_s"])
+        rd.mark_done()
+    records = read_run_dirs(tmp_path / "results")
+    info = records.frame.groupby("variant").first()
+    assert sorted(records.variants) == ["CQL+MDP", "DT+Synthetic", "S=A=10"]
+    assert info.loc["CQL+MDP", "pretrain_updates"] == 1000 and info.loc["DT+Synthetic", "pretrain_updates"] == 20000
+    assert info.loc["DT+Synthetic", "finetune_ratio"] == 0.5
+    assert info.loc["CQL+MDP", "train_loss"] == 3.0  # Q loss + conservative loss
+    assert info.loc["CQL+MDP", "pretrain_wall_clock_s"] == 240.5
+    assert info.loc["DT+Synthetic", "pretrain_wall_clock_s"] == 99  # the step fine-tuning starts from
+    table = T.build_table(records, ["CQL+MDP", "S=A=10"], "compute")
+    assert table.cell("hopper-medium", "CQL+MDP")["mean"] == pytest.approx(240.5 + 60)
+    # 2 evaluations expected (10 / 5), 2 present, DONE written: only the dataset each lacks is reported
+    assert table.notes[:2] == ["CQL+MDP / walker2d-medium: missing (no runs)", "S=A=10 / hopper-medium: missing (no runs)"]
+    assert not table.cell("hopper-medium", "CQL+MDP")["partial"]
