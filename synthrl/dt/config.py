@@ -101,6 +101,14 @@ class DTPretrainConfig:
     compile: str = "auto"            # auto (torch.compile on cuda) | on | off
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.backbone, dict):  # from JSON (a sweep trial, params.json)
+            self.backbone = BackboneConfig(**self.backbone)
+        if tuple(self.checkpoints) == DEFAULT_CHECKPOINTS and self.steps != DEFAULT_CHECKPOINTS[-1]:
+            # the spec's set, cut to a shorter (or extended to a longer) run, which always saves its last step
+            steps = self.steps if isinstance(self.steps, int) and self.steps > 0 else DEFAULT_CHECKPOINTS[-1]
+            self.checkpoints = tuple(sorted({c for c in DEFAULT_CHECKPOINTS if c <= steps} | {steps}))
+
     def validate(self) -> "DTPretrainConfig":
         o = "dt-pretrain"
         if self.data not in PRETRAIN_DATA:
@@ -209,6 +217,13 @@ class DTConfig:
     precision: str = "auto"          # auto (bf16 autocast on cuda) | fp32 | bf16
     compile: str = "auto"            # auto (torch.compile on cuda) | on | off
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backbone, dict):
+            self.backbone = BackboneConfig(**self.backbone)
+        if isinstance(self.pretrain, dict):
+            self.pretrain = DTPretrainConfig.from_dict(self.pretrain)
+        self.seeds = [int(s) for s in self.seeds] if isinstance(self.seeds, (list, tuple)) else self.seeds
 
     @property
     def total_updates(self) -> int:

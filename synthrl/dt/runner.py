@@ -249,7 +249,8 @@ class DTRunner:
         self.model.to(self.device)
 
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                           eps=config.adam_eps, foreach=True)
+                                           eps=config.adam_eps,
+                                           **({'fused': True} if self.device.startswith('cuda') else {'foreach': True}))
         warmup = config.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min((step + 1) / warmup, 1.0) if warmup > 0 else 1.0)
@@ -405,6 +406,9 @@ def run_params(config: DTConfig, store: ArtifactStore | None = None) -> dict:
         "seeds": list(config.seeds),
         "targets": list(config.targets_for(ds.env)),
         "pretrained": src,
+        "pretrain_updates": config.pretrain_step if config.is_pretrained else 0,
+        "total_updates": config.total_updates,
+        "finetune_ratio": config.finetune_ratio,
         "config": cfg,
         "device": device,
         "synthrl_version": __version__,
