@@ -78,6 +78,7 @@ class CQLConfig:
     device: str = "auto"
     accel: str = "auto"                            # auto (CUDA graph on cuda) | eager | graph
     rng_chunk: int = 64                            # updates whose random numbers are drawn in one go
+    matmul_precision: str = "highest"              # CUDA fp32 matmuls: highest (fp32) | high (TF32) | medium
 
     @property
     def total_updates(self) -> int:
@@ -123,6 +124,8 @@ class CQLConfig:
             raise UserError(f"cql.action_clip: expected a number in (0, 1], got {self.action_clip!r}")
         if self.env_version not in ("v4", "v5"):
             raise UserError(f"cql.env_version: expected v4 or v5, got {self.env_version!r}")
+        if self.matmul_precision not in ("highest", "high", "medium"):
+            raise UserError(f"cql.matmul_precision: expected highest, high or medium, got {self.matmul_precision!r}")
         if self.accel not in ACCEL_MODES:
             raise UserError(f"cql.accel: expected one of {', '.join(ACCEL_MODES)}, got {self.accel!r}")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):

@@ -109,12 +109,15 @@ def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | N
     shared = ("updates", "extra_updates", "eval_every", "eval_episodes", "batch_size", "discount", "policy_lr",
               "q_lr", "alpha_lr", "soft_target_tau", "cql_n_actions", "cql_temperature", "cql_min_q_weight",
               "importance_sampling", "safe_q_factor", "action_clip", "hidden", "env_version", "device", "accel",
-              "rng_chunk")
+              "rng_chunk", "matmul_precision")
     for c in configs[1:]:
         diff = [k for k in shared if getattr(c, k) != getattr(first, k)]
         if diff:
             raise UserError(f"cql group: configs differ in {', '.join(diff)}; an ensemble shares these")
     device = resolve_device(first.device)
+    if device.startswith("cuda"):
+        # process-wide setting; TF32 ("high") only after a side-by-side run shows unchanged learning curves
+        torch.set_float32_matmul_precision(first.matmul_precision)
     envs = {_env_dims(c) for c in configs}
     if len(envs) != 1:
         raise UserError(f"cql group: members must share one environment and dims, got {sorted(envs)}")
