@@ -127,7 +127,7 @@ def test_order_two_reference_sampler_follows_context_rows():
     assert_chi_square(second, np.stack([mc_row(a, M, 0.7) for a in range(M)]))
 
 
-@pytest.mark.parametrize("M,length", [(10, 100), (33, 77), (7, 1)])
+@pytest.mark.parametrize("M,length", [(10, 100), (33, 77), (7, 1), (9, 65), (5, 1025)])
 def test_blocked_sampler_equals_loop(M, length):
     loop = MarkovTokens(M, temperature=0.5, length=length, sampler="loop")
     blocked = MarkovTokens(M, temperature=0.5, length=length, sampler="blocked")
@@ -162,15 +162,25 @@ def test_hash_logits_are_uniform_and_context_specific():
     assert not np.allclose(a, b) and not np.allclose(hash_row([1, 5], 300, 1.0), a)
 
 
-@pytest.mark.parametrize("full_row", [True, False])
-def test_hash_sampler_follows_hash_rows(full_row):
+@pytest.mark.parametrize("full_row,sampler", [(True, "loop"), (False, "loop"), (False, "wavefront")])
+def test_hash_sampler_follows_hash_rows(full_row, sampler):
     M, tau = 12, 0.5
     src = MarkovTokens(M, temperature=tau, row_source=HASH_VERSION, length=256)
-    src._full_row = full_row  # exercise both the whole-row and the rejection sampler
+    src._full_row, src.sampler = full_row, sampler  # exercise whole-row and rejection sampling, both samplers
     assert src.metadata()["row_source"] == HASH_VERSION
     tokens, _ = src.sample(64, torch.Generator().manual_seed(8))
     P = np.stack([hash_row([s], M, tau) for s in range(M)])
     assert_chi_square(transition_counts(tokens, M), P)
+
+
+@pytest.mark.parametrize("M,tau,length", [(5000, 1.0, 300), (5000, 0.5, 77), (5000, math.inf, 40), (6000, 1.0, 1)])
+def test_wavefront_sampler_equals_loop(M, tau, length):
+    wavefront = MarkovTokens(M, temperature=tau, length=length, row_source=HASH_VERSION)
+    assert wavefront.sampler == "wavefront"
+    loop = MarkovTokens(M, temperature=tau, length=length, row_source=HASH_VERSION, sampler="loop")
+    a, _ = wavefront.sample(11, torch.Generator().manual_seed(3))
+    b, _ = loop.sample(11, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
 
 
 def test_order_two_hash_sampler_uses_the_context():
@@ -187,6 +197,7 @@ def test_large_vocabulary_uses_counter_rows_without_a_matrix():
     src = token_source("mc", states=100_000, length=32)
     meta = src.metadata()
     assert meta["row_source"] == HASH_VERSION and meta["row_sampling"] == "rejection"
+    assert meta["sampler"] == "wavefront"
     tokens, _ = src.sample(4, torch.Generator().manual_seed(0))
     assert tokens.shape == (4, 32) and tokens.max() < 100_000 and len(set(tokens.ravel().tolist())) > 100
 

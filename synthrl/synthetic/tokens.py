@@ -22,9 +22,9 @@ Samplers for the reference rows (same uniforms, identical tokens; the test suite
 - ``"loop"``: one step per position, all sequences at once (CPU default; any order n);
 - ``"blocked"`` (n = 1, M <= ``BLOCKED_MAX_STATES``; the CUDA default): for every position the
   transition is a function of the current state given that position's uniform, so tabulate it for
-  all M states, compose the tables inside blocks of 32 positions (parallel over blocks), walk the 32
-  block starts, and read every token off the composed tables: ~70 kernel launches per batch instead
-  of thousands, which is what a GPU needs.
+  all M states, compose the tables inside blocks of 32 positions (parallel over blocks), compose the
+  block maps by doubling to get every block's start, and read every token off the composed tables:
+  ~60 kernel launches per batch instead of thousands, which is what a GPU needs.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ REFERENCE_MAX_ENTRIES = 10**8
 REFERENCE_MAX_ROWS = 120_000  # n = 5, M = 10 (111,110 rows) still fits; builds in ~5 s
 BLOCKED_MAX_STATES = 1024
 FULL_ROW_MAX = 4096
+WAVEFRONT_MIN_FORCED = 0.1  # e^{-1/τ}: share of positions whose first proposal is accepted whatever the context
 CDF_BITS = 40
 ROW_SHIFT = CDF_BITS + 1  # row index lives above the cdf bits
 HASH_VERSION = "counter-hash-v1"
@@ -168,11 +169,20 @@ def _hash_extend(h1: torch.Tensor, h2: torch.Tensor, token: torch.Tensor):
     return _mix32(h1 ^ _mix32((token + 0x2545F491) & _M32)), _mix32(h2 ^ _mix32((token + 0x1F83D9AB) & _M32))
 
 
-def _hash_logits(h1: torch.Tensor, h2: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """U[0,1) logits (float32, 24 bits) of tokens ``index`` in the rows keyed by ``(h1, h2)`` (broadcast)."""
-    z = _mix32(h1 ^ _mix32((index * 0x61C88647) & _M32))
-    z = _mix32(z ^ h2)
+def _hash_index(index: torch.Tensor) -> torch.Tensor:
+    """The context-free half of a logit's hash (precomputed for proposals or a whole row)."""
+    return _mix32((index * 0x61C88647) & _M32)
+
+
+def _hash_combine(h1: torch.Tensor, h2: torch.Tensor, index_hash: torch.Tensor) -> torch.Tensor:
+    """U[0,1) logits (float32, 24 bits) from context keys ``(h1, h2)`` and ``_hash_index(i)`` (broadcast)."""
+    z = _mix32(_mix32(h1 ^ index_hash) ^ h2)
     return (z >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def _hash_logits(h1: torch.Tensor, h2: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """U[0,1) logits of tokens ``index`` in the rows keyed by ``(h1, h2)`` (broadcast)."""
+    return _hash_combine(h1, h2, _hash_index(index))
 
 
 def hash_row(context: Sequence[int], states: int, temperature: float, seed: int = DEFAULT_SEED) -> np.ndarray:
@@ -252,14 +262,6 @@ class MarkovTokens(TokenSource):
         if row_source == "reference" and not fits:
             raise UserError(f"row_source reference: {rows} rows of {self.states} do not fit as a table")
         self.row_source = row_source
-        if sampler == "auto":
-            blocked_ok = row_source == "reference" and self.order == 1 and self.states <= BLOCKED_MAX_STATES
-            sampler = "blocked" if blocked_ok and self.device.type == "cuda" else "loop"
-        if sampler not in ("loop", "blocked"):
-            raise UserError(f"sampler: expected auto, loop or blocked, got {sampler!r}")
-        if sampler == "blocked" and (row_source != "reference" or self.order != 1):
-            raise UserError("sampler blocked: needs reference rows and order 1")
-        self.sampler = sampler
         self._entropies: np.ndarray | None = None
         if row_source == "reference":
             keys, first, self._entropies = reference_tables(self.states, self.order, self.temperature, self.seed)
@@ -273,6 +275,18 @@ class MarkovTokens(TokenSource):
             self._h0 = _hash_start(self.seed, self.device)
             if self.order == 1:  # per-state context keys, looked up instead of hashed every step
                 self._h1_table, self._h2_table = _hash_extend(*self._h0, torch.arange(self.states, device=self.device))
+        blocked_ok = row_source == "reference" and self.order == 1 and self.states <= BLOCKED_MAX_STATES
+        wavefront_ok = (row_source == HASH_VERSION and self.order == 1 and not self._full_row
+                        and math.exp(-1.0 / self.temperature) >= WAVEFRONT_MIN_FORCED)
+        if sampler == "auto":
+            sampler = "wavefront" if wavefront_ok else "blocked" if blocked_ok and self.device.type == "cuda" else "loop"
+        if sampler not in ("loop", "blocked", "wavefront"):
+            raise UserError(f"sampler: expected auto, loop, blocked or wavefront, got {sampler!r}")
+        if sampler == "blocked" and not blocked_ok:
+            raise UserError(f"sampler blocked: needs reference rows, order 1 and at most {BLOCKED_MAX_STATES} states")
+        if sampler == "wavefront" and not (row_source == HASH_VERSION and self.order == 1):
+            raise UserError("sampler wavefront: needs counter-hash rows and order 1")
+        self.sampler = sampler
 
     def metadata(self) -> dict:
         meta = {"kind": "mc", "states": self.states, "order": self.order, "temperature": self.temperature,
@@ -302,6 +316,8 @@ class MarkovTokens(TokenSource):
 
     def _sample(self, num_sequences: int, generator: torch.Generator):
         if self.row_source != "reference":
+            if self.sampler == "wavefront":
+                return self._sample_wavefront(num_sequences, generator), None
             return self._sample_hashed(num_sequences, generator), None
         uniforms = _uniform_int((num_sequences, self.length), generator, self.device, 1 << CDF_BITS)
         if self.sampler == "blocked":
@@ -341,49 +357,110 @@ class MarkovTokens(TokenSource):
         # prefix compositions inside each block: P_k = F_k ∘ P_{k-1}
         for k in range(1, block):
             table[:, :, k] = torch.gather(table[:, :, k], 2, table[:, :, k - 1])
-        starts = torch.empty(B, nblocks, dtype=torch.int64, device=self.device)
-        state = first
-        for i in range(nblocks):
-            starts[:, i] = state
-            state = table[:, i, block - 1].gather(1, state[:, None])[:, 0]
+        # block maps -> prefix maps over blocks by doubling: Q_i = G_i ∘ … ∘ G_0 (log2(nblocks) gathers)
+        prefix = table[:, :, block - 1]
+        shift = 1
+        while shift < nblocks:
+            prefix = torch.cat([prefix[:, :shift], torch.gather(prefix[:, shift:], 2, prefix[:, :-shift])], dim=1)
+            shift *= 2
+        # block i starts in Q_{i-1}(first); block 0 in first
+        after = torch.gather(prefix[:, :-1], 2, first[:, None, None].expand(B, nblocks - 1, 1))[:, :, 0]
+        starts = torch.cat([first[:, None], after], dim=1)
         index = starts[:, :, None, None].expand(B, nblocks, block, 1)
         rest = torch.gather(table, 3, index).reshape(B, nblocks * block)[:, :steps]
         return torch.cat([first[:, None], rest], dim=1)
 
     # ------------------------------------------------------------------ counter-hash rows
     def _context_keys(self, tokens: torch.Tensor, t: int):
+        """Row keys of every sequence's context before position ``t`` (tokens position-major [L, B])."""
         if self.order == 1:
-            prev = tokens[:, t - 1]
+            prev = tokens[t - 1]
             return self._h1_table[prev], self._h2_table[prev]
-        h1, h2 = self._h0
-        h1, h2 = h1.expand(tokens.shape[0]), h2.expand(tokens.shape[0])
+        h1, h2 = (h.expand(tokens.shape[1]) for h in self._h0)
         for pos in range(max(0, t - self.order), t):
-            h1, h2 = _hash_extend(h1, h2, tokens[:, pos])
+            h1, h2 = _hash_extend(h1, h2, tokens[pos])
         return h1, h2
 
-    def _draw_hashed(self, h1, h2, generator) -> torch.Tensor:
-        B, M = h1.shape[0], self.states
-        if self._full_row:
-            logits = _hash_logits(h1[:, None], h2[:, None], torch.arange(M, device=self.device)).double()
-            probs = torch.softmax(logits / self.temperature, dim=1)
-            cdf = probs.cumsum(dim=1)
-            u = torch.rand(B, 1, generator=generator, device=self.device, dtype=torch.float64) * cdf[:, -1:]
-            return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=M - 1)
-        K = self._proposals
-        proposal = _uniform_int((B, K), generator, self.device, M)
-        v = torch.rand(B, K, generator=generator, device=self.device)
-        x = _hash_logits(h1[:, None], h2[:, None], proposal)
-        accept = v < torch.exp((x - 1.0) / self.temperature)
-        first = accept.to(torch.uint8).argmax(dim=1)  # 0 (the first proposal) when none is accepted
-        return proposal.gather(1, first[:, None])[:, 0]
+    def _rejection_chunk(self, batch: int) -> int:
+        """Positions whose randomness is drawn at once (the same in every sampler, so they agree)."""
+        width = self.states if self._full_row else self._proposals
+        return max(1, min(self.length, (1 << 22) // (batch * width)))
+
+    def _draw_proposals(self, positions: int, batch: int, generator: torch.Generator):
+        """Rejection randomness for ``positions`` steps: proposals [P, B, K] and thresholds: proposal i
+        is accepted when v < exp((x_i − 1)/τ), i.e. when x_i > 1 + τ log v."""
+        shape = (positions, batch, self._proposals)
+        proposals = _uniform_int(shape, generator, self.device, self.states)
+        v = torch.rand(shape, generator=generator, device=self.device)
+        if math.isinf(self.temperature):
+            threshold = torch.full_like(v, -math.inf)
+        else:
+            threshold = 1.0 + self.temperature * torch.log(v)
+        return proposals, threshold
+
+    def _sample_wavefront(self, num_sequences: int, generator: torch.Generator) -> torch.Tensor:
+        """Order 1, rejection rows, parallel over positions (identical tokens to the loop; the CPU and CUDA default for
+        order 1 with e^{-1/τ} >= 0.1, i.e. τ >= 0.43).
+
+        With probability e^{-1/τ} a position's first proposal passes whatever the context (its
+        threshold is < 0 <= x), so that token is known before its predecessor. Each round resolves
+        every unknown position whose predecessor is known; rounds ~ the longest run of unforced
+        positions (~30 for 65,536 tokens at τ = 1), and the work is one hash per unforced proposal.
+        """
+        B, L = num_sequences, self.length
+        chunk = self._rejection_chunk(B)
+        draws = [self._draw_proposals(min(chunk, L - lo), B, generator) for lo in range(0, L, chunk)]
+        proposals, threshold = (torch.cat(parts) for parts in zip(*draws))
+        tokens = torch.where(threshold[:, :, 0] < 0, proposals[:, :, 0], -1)  # forced positions
+        h1, h2 = (h.expand(B)[:, None] for h in self._h0)
+        x = _hash_combine(h1, h2, _hash_index(proposals[0]))
+        tokens[0] = proposals[0].gather(1, (x > threshold[0]).to(torch.uint8).argmax(dim=1)[:, None])[:, 0]
+        known = tokens >= 0
+        while True:
+            ready = ~known[1:] & known[:-1]
+            t, b = ready.nonzero(as_tuple=True)
+            if t.numel() == 0:
+                break
+            t = t + 1
+            prev = tokens[t - 1, b]
+            x = _hash_combine(self._h1_table[prev][:, None], self._h2_table[prev][:, None],
+                              _hash_index(proposals[t, b]))
+            first = (x > threshold[t, b]).to(torch.uint8).argmax(dim=1)  # 0 when none is accepted
+            tokens[t, b] = proposals[t, b].gather(1, first[:, None])[:, 0]
+            known[t, b] = True
+        return tokens.t().contiguous()
 
     def _sample_hashed(self, num_sequences: int, generator: torch.Generator) -> torch.Tensor:
-        tokens = torch.empty(num_sequences, self.length, dtype=torch.int64, device=self.device)
-        h1, h2 = (h.expand(num_sequences) for h in self._h0)
-        tokens[:, 0] = self._draw_hashed(h1, h2, generator)
-        for t in range(1, self.length):
-            tokens[:, t] = self._draw_hashed(*self._context_keys(tokens, t), generator)
-        return tokens
+        """One step per position, all sequences at once. The randomness of a chunk of positions is
+        drawn (and the context-free half of each proposal's hash computed) in bulk before its steps."""
+        B, L, M, dev = num_sequences, self.length, self.states, self.device
+        tokens = torch.empty(L, B, dtype=torch.int64, device=dev)
+        chunk = self._rejection_chunk(B)
+        if self._full_row:
+            row_hash = _hash_index(torch.arange(M, device=dev))
+        for lo in range(0, L, chunk):
+            n = min(chunk, L - lo)
+            if self._full_row:
+                uniforms = torch.rand(n, B, 1, generator=generator, device=dev, dtype=torch.float64)
+            else:
+                proposals, threshold = self._draw_proposals(n, B, generator)
+                proposal_hash = _hash_index(proposals)
+            for i in range(n):
+                t = lo + i
+                if t == 0:
+                    h1, h2 = (h.expand(B) for h in self._h0)
+                else:
+                    h1, h2 = self._context_keys(tokens, t)
+                if self._full_row:
+                    logits = _hash_combine(h1[:, None], h2[:, None], row_hash).double()
+                    cdf = torch.softmax(logits / self.temperature, dim=1).cumsum(dim=1)
+                    u = uniforms[i] * cdf[:, -1:]
+                    tokens[t] = torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=M - 1)
+                else:
+                    x = _hash_combine(h1[:, None], h2[:, None], proposal_hash[i])
+                    first = (x > threshold[i]).to(torch.uint8).argmax(dim=1)  # 0 when none is accepted
+                    tokens[t] = proposals[i].gather(1, first[:, None])[:, 0]
+        return tokens.t().contiguous()
 
 
 class IIDTokens(TokenSource):
