@@ -388,3 +388,46 @@ def test_cuda_graph_update_equals_eager():
     again.train(8)
     for k in graphed.q:
         assert torch.equal(graphed.q[k], again.q[k])
+
+
+def test_group_runner_mixes_datasets_pretraining_and_ratios(tmp_path):
+    from synthrl.cql.pretrain import transferred_q
+    from synthrl.cql.runner import make_group_runner
+
+    full = tiny_hopper_file(tmp_path, rows=3000)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = tiny_hopper_file(other_dir, rows=2000)
+    common = dict(updates=8, eval_every=4, eval_episodes=2, batch_size=16, hidden=H, rng_chunk=4, device="cpu")
+    plain = CQLConfig(dataset=str(full), seeds=[0, 1], **common)
+    pre = CQLConfig(dataset=str(other), seeds=[0], pretrain="mdp", pretrain_updates=5, trajectories=5, length=20,
+                    **common)
+    ratio = CQLConfig(dataset=str(full), seeds=[0, 1], finetune_ratio=0.5, **common)
+    store = ArtifactStore(tmp_path / "store")
+    runner = make_group_runner([plain, pre, ratio], store, evaluate_fn=fake_evaluate_hopper, progress=False)
+    ens = runner.ensemble
+    assert runner.seeds == [0, 1, 0, 0, 1] and ens.num_members == 5
+    # plain members share one copy of the data; each ratio member has its own seeded half
+    assert ens.member_sizes[0] == ens.member_sizes[1]
+    assert ens.member_offsets[0] == ens.member_offsets[1]
+    assert ens.member_sizes[3] < ens.member_sizes[0] and ens.member_sizes[4] < ens.member_sizes[0]
+    assert ens.member_offsets[3] != ens.member_offsets[4]
+    # only the pre-trained member starts from the artifact
+    q = transferred_q(build_pretrain_artifact_for(pre, 11, 3, store, progress=False))
+    assert torch.equal(ens.q["w1"][2].detach(), q["w1"]) and not torch.equal(ens.q["w1"][0].detach(), q["w1"])
+    runner.train(4)
+    rows = runner.evaluate()
+    assert [(r["seed"], r["variant"], r["dataset"]) for r in rows] == [
+        (0, "cql", "hopper-tiny"), (1, "cql", "hopper-tiny"), (0, "cql+mdp", "hopper-tiny"),
+        (0, "cql", "hopper-tiny"), (1, "cql", "hopper-tiny")]
+    assert all(math.isfinite(r["q_loss"]) and r["update"] == 4 for r in rows)
+    with pytest.raises(UserError, match="differ in eval_every"):
+        make_group_runner([plain, CQLConfig(dataset=str(full), **{**common, "eval_every": 2})], store)
+
+
+def fake_evaluate_hopper(env, policy, member_seeds, episodes, eval_index, version="v4"):
+    n = len(member_seeds) * episodes
+    policy.reset(n)
+    obs = np.random.default_rng(eval_index).normal(size=(n, 11)).astype(np.float32)
+    returns = policy.act(obs, np.zeros(n, np.float32)).sum(-1).astype(np.float64).reshape(len(member_seeds), episodes)
+    return SimpleNamespace(returns=returns, normalized=returns, env_id="Hopper-v4")
