@@ -17,9 +17,9 @@ row: mean of the cell means ± mean of the cell stds.
   baseline's final score on that dataset (the baseline cell's mean). ``update`` counts
   fine-tuning updates only, so pre-training is not counted. A seed that never reaches it has NaN
   and is left out of the cell's mean; the table says how many seeds did not reach it.
-* compute: a seed's wall-clock: the last ``wall_clock_s`` of its fine-tuning plus
-  ``pretrain_wall_clock_s`` when recorded. A batched ensemble trains its seeds together, so each
-  seed carries the wall-clock of its whole run group.
+* compute: a seed's wall-clock, fine-tuning (the last ``wall_clock_s``) and pre-training
+  (``pretrain_wall_clock_s``) apart, as the paper's tables 12 and 14 give them. A batched ensemble
+  trains its seeds together, so each seed carries the wall-clock of its whole run group.
 """
 
 from __future__ import annotations
@@ -73,11 +73,14 @@ def per_seed_updates_to(frame: pd.DataFrame, targets: dict[str, float]) -> pd.Da
     return pd.DataFrame(rows, columns=KEY + ["value"])
 
 
-def per_seed_compute(frame: pd.DataFrame) -> pd.DataFrame:
+def per_seed_compute(frame: pd.DataFrame, part: str = "finetune") -> pd.DataFrame:
+    """Wall-clock seconds of a seed's run: ``finetune`` (its last wall_clock_s), ``pretrain`` (the
+    pre-training it started from; NaN when unknown) or ``total`` (the two; unknown pre-training as 0)."""
     grouped = frame.groupby(KEY, sort=False)
     finetune = grouped["wall_clock_s"].max()
-    pretrain = grouped["pretrain_wall_clock_s"].max().fillna(0.0)
-    return (finetune + pretrain).rename("value").reset_index()
+    pretrain = grouped["pretrain_wall_clock_s"].max()
+    value = {"finetune": finetune, "pretrain": pretrain, "total": finetune + pretrain.fillna(0.0)}[part]
+    return value.rename("value").reset_index()
 
 
 def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:

@@ -33,6 +33,7 @@ FORMATS = ("md", "latex", "csv", "html")
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.json")
 SWEEPS_DIR = Path(__file__).resolve().parents[1] / "sweeps"
 PARTIAL_MARK = "†"
+PRETRAIN_COLUMN = ": pre-training"  # compute tables: "CQL+MDP: pre-training" beside "CQL+MDP" (fine-tuning)
 AVERAGE = "average"
 
 # which measure each of the paper's tables reports; 18-25 are the best-score twins of 1-8
@@ -45,7 +46,7 @@ TITLE = {
     "final": "Final score: mean of the last 4 evaluations, mean ± std over seeds",
     "best": "Best score: each seed's best evaluation, mean ± std over seeds",
     "updates-to-90": "Fine-tuning updates until the score first reaches 90 % of the baseline's final score",
-    "compute": "Wall-clock per run: pre-training + fine-tuning",
+    "compute": "Wall-clock per run: fine-tuning, and pre-training apart",
 }
 
 
@@ -112,9 +113,12 @@ def paper_number_for(number: int | None, measure: str) -> int | None:
 
 
 def _norm(name: str) -> str:
-    """'S=1,000' ~ 's1000', 'τ=0.1' ~ 'tau0.1', '1K updates' ~ '1000'."""
+    """'S=1,000' ~ 'S=A=1000' ~ 's1e3', 'τ=0.1' ~ 'tau=0.1', '1K updates' ~ 'PT 1k'."""
     s = name.lower().replace("τ", "tau").replace("temperature", "tau").replace("updates", "")
+    s = re.sub(r"^pt\s+", "", s).replace("s=a=", "s=").replace("iid uniform", "iid")
+    s = re.sub(r"^(\d+)-mc$", r"n=\1", s)
     s = re.sub(r"(\d),(\d{3})", r"\1\2", s)
+    s = re.sub(r"(\d+(?:\.\d+)?)e(\d+)", lambda m: f"{float(m.group(0)):g}" if float(m.group(0)) < 1e6 else m.group(0), s)
     s = re.sub(r"(\d+(?:\.\d+)?)k\b", lambda m: f"{float(m.group(1)) * 1e3:g}", s)
     s = re.sub(r"(\d+(?:\.\d+)?)m\b", lambda m: f"{float(m.group(1)) * 1e6:g}", s)
     return re.sub(r"[\s=_,+\-]", "", s)
@@ -154,6 +158,7 @@ class Table:
     baseline: str | None = None
     paper_number: int | None = None
     paper: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (dataset|average, variant)
+    no_bold: set[str] = field(default_factory=set)  # columns outside the bold rule (compute's pre-training)
 
     @property
     def higher_is_better(self) -> bool:
@@ -177,10 +182,11 @@ class Table:
         return rows.iloc[0].to_dict() if len(rows) else None
 
     def row_values(self, dataset: str) -> list[float]:
+        """The row's cell means (NaN where missing or outside the bold rule)."""
         values = []
         for v in self.variants:
             c = self.cell(dataset, v)
-            values.append(c["mean"] if c else math.nan)
+            values.append(c["mean"] if c and v not in self.no_bold else math.nan)
         return values
 
     def comparison(self, dataset: str, variant: str) -> dict | None:
@@ -282,10 +288,36 @@ def build_table(records: Records, variants: list[str] | None = None, measure: st
     elif measure == "compute" and frame["wall_clock_s"].isna().all():
         raise UserError("--measure compute: the records have no wall_clock_s column")
     partial, cover_notes = coverage(records, variants, datasets)
+    unknown_pretrain: set[tuple[str, str]] = set()
+    if measure == "compute":
+        lacking = frame[(frame["pretrain_updates"] > 0) & frame["pretrain_wall_clock_s"].isna()]
+        unknown_pretrain = set(zip(lacking["variant"], lacking["dataset"]))
+        for variant in dict.fromkeys(lacking["variant"]):
+            notes.append(f"{variant}: pre-training time not found (its artifact is not in a store next to the results "
+                         "or in $SYNTHRL_STORE)")
     per_seed = M.per_seed(frame, measure, baseline)
     cells = M.summarize(per_seed)
     cells = cells[cells["dataset"].isin(datasets)].copy()
     cells["partial"] = [(v, d) in partial for v, d in zip(cells["variant"], cells["dataset"])]
+    no_bold: set[str] = set()
+    if measure == "compute":
+        # the paper gives pre-training apart (tables 12, 14): a column of its own before the variant's
+        pre_seed = M.per_seed_compute(frame[frame["pretrain_updates"] > 0], part="pretrain")
+        if len(pre_seed):
+            pre_cells = M.summarize(pre_seed.assign(variant=pre_seed["variant"] + PRETRAIN_COLUMN))
+            pre_cells = pre_cells[pre_cells["dataset"].isin(datasets)].copy()
+            pre_cells["partial"] = [(v[:-len(PRETRAIN_COLUMN)], d) in partial | unknown_pretrain
+                                    for v, d in zip(pre_cells["variant"], pre_cells["dataset"])]
+            cells = pd.concat([cells, pre_cells], ignore_index=True)
+            no_bold = set(pre_cells["variant"])
+            variants = [c for v in variants for c in ([v + PRETRAIN_COLUMN] if v + PRETRAIN_COLUMN in no_bold else []) + [v]]
+    if measure == "final":
+        counts = frame.groupby(["variant", "dataset", "seed"]).size()
+        few = counts[counts < M.LAST_EVALUATIONS]
+        if len(few):
+            have = f"{int(few.min())}" if few.min() == few.max() else f"{int(few.min())}-{int(few.max())}"
+            notes.append(f"{len(few)} seed run(s) have fewer than {M.LAST_EVALUATIONS} evaluations "
+                         f"(final = the mean of the {have} they have)")
     if measure == "updates-to-90":
         for row in cells.itertuples():
             if row.n_missing:
@@ -301,7 +333,8 @@ def build_table(records: Records, variants: list[str] | None = None, measure: st
         if n < len(datasets):
             notes.append(f"{v}: average over {n} of {len(datasets)} datasets")
     title = TITLE[measure] + (f" (baseline {baseline})" if measure == "updates-to-90" else "")
-    return Table(measure, variants, datasets, cells.reset_index(drop=True), average, cover_notes + notes, title, baseline)
+    return Table(measure, variants, datasets, cells.reset_index(drop=True), average, cover_notes + notes, title, baseline,
+                 no_bold=no_bold)
 
 
 def attach_paper(table: Table, number: int, explicit: dict[str, str] | None = None) -> Table:
@@ -309,7 +342,7 @@ def attach_paper(table: Table, number: int, explicit: dict[str, str] | None = No
     ref = paper_table(number)
     if ref["measure"] != table.measure:
         raise UserError(f"--paper: the paper's table {number} reports {ref['measure']}, this table {table.measure}")
-    mapping, notes = match_paper_columns(table.variants, ref["columns"], explicit)
+    mapping, notes = match_paper_columns([v for v in table.variants if v not in table.no_bold], ref["columns"], explicit)
     scale = 60.0 if ref["unit"] == "minutes" else 1.0  # compute: the paper gives minutes, we measure seconds
     for variant, col in mapping.items():
         for dataset, values in ref["cells"].items():
@@ -343,6 +376,8 @@ def _fmt_value(measure: str, x: float) -> str:
     if measure == "updates-to-90":
         return f"{x / 1000:.1f}k"
     if measure == "compute":
+        if x < 60:
+            return f"{x:.1f} s"
         if x < 3600:
             return f"{x / 60:.1f} min"
         hours, minutes = divmod(int(round(x / 60)), 60)
@@ -408,7 +443,8 @@ def _body(table: Table, pm: str, bold, mark: str, check: tuple[str, str]) -> lis
 def _note_lines(table: Table) -> list[str]:
     lines = []
     if table.partial:
-        lines.append(f"{PARTIAL_MARK} partial: built from fewer seeds or evaluations than planned, or from runs still going")
+        lines.append(f"{PARTIAL_MARK} partial or missing: fewer seeds or evaluations than planned, runs still going, "
+                     "or an input not found (see below)")
     if table.paper_number is not None:
         lines.append(f"paper: its table {table.paper_number}; Δ = reproduction − paper; ✓ when |Δ| ≤ the reproduction's std over seeds")
     return lines + table.notes
