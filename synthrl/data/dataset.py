@@ -144,8 +144,9 @@ class OfflineDataset:
 
     def state_mean_std(self, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Per-dimension mean and population std of all observation rows (float32); std + eps if asked."""
-        obs = self.observations.astype(np.float64)
-        return obs.mean(axis=0).astype(np.float32), (obs.std(axis=0) + eps).astype(np.float32)
+        mean = self.observations.mean(axis=0, dtype=np.float64)  # float64 accumulation, no float64 copy
+        std = self.observations.std(axis=0, dtype=np.float64)
+        return mean.astype(np.float32), (std + eps).astype(np.float32)
 
     def subsample(self, ratio: float, seed: int) -> "OfflineDataset":
         """A seeded fraction of the trajectories (at least one), kept in their original order."""

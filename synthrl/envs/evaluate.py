@@ -14,6 +14,7 @@ b // episodes for the whole evaluation, so a stateful policy (DT's history) can 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import multiprocessing as mp
 import os
 import pickle
@@ -26,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from synthrl.envs.make import make_env
-from synthrl.envs.specs import check_version, get_spec, normalized_score
+from synthrl.envs.specs import MAX_EPISODE_STEPS, check_version, get_spec, normalized_score
 from synthrl.errors import UserError
 
 _EVAL_SALT = 0x5EED_E7A1  # keeps evaluation seeds apart from anything else derived from the run seed
@@ -74,18 +75,25 @@ def default_workers(num_envs: int) -> int:
 # the environment slice a worker owns (also used in-process when workers == 0)
 
 class _EnvSlice:
+    """Environments stepped through their unwrapped MuJoCo env (the wrappers cost ~15% per step here);
+    the 1000-step limit and Ant's zero padding, which the wrappers provide, are applied by hand."""
+
     def __init__(self, env: str, version: str):
         self.env, self.version = env, version
+        self.obs_dim = get_spec(env).obs_dim
         self.envs: list = []
         self.active = np.zeros(0, dtype=bool)
-        self.last = np.zeros((0, get_spec(env).obs_dim))
+        self.steps = np.zeros(0, dtype=np.int64)
+        self.last = np.zeros((0, self.obs_dim))
 
     def reset(self, seeds: list[int]) -> np.ndarray:
         while len(self.envs) < len(seeds):
             self.envs.append(make_env(self.env, self.version))
-        obs = np.stack([self.envs[k].reset(seed=int(s))[0] for k, s in enumerate(seeds)]) if seeds else self.last[:0]
-        self.last = np.asarray(obs, dtype=np.float64)
+        self.last = np.zeros((len(seeds), self.obs_dim))
+        for k, seed in enumerate(seeds):
+            self.last[k] = self.envs[k].reset(seed=int(seed))[0]  # wrapped reset: seeding, padding
         self.active = np.ones(len(seeds), dtype=bool)
+        self.steps = np.zeros(len(seeds), dtype=np.int64)
         return self.last
 
     def step(self, actions: np.ndarray) -> np.ndarray:
@@ -95,10 +103,11 @@ class _EnvSlice:
         out[:, :d] = self.last
         out[:, d + 1] = ~self.active
         for k in np.flatnonzero(self.active):
-            obs, reward, terminated, truncated, _ = self.envs[k].step(actions[k])
-            out[k, :d] = obs
+            obs, reward, terminated, _, _ = self.envs[k].unwrapped.step(actions[k])
+            out[k, : len(obs)] = obs  # ant: 27 real entries, the 84 padding zeros stay
             out[k, d] = reward
-            if terminated or truncated:
+            self.steps[k] += 1
+            if terminated or self.steps[k] >= MAX_EPISODE_STEPS:
                 out[k, d + 1] = 1.0
                 self.active[k] = False
         self.last = out[:, :d].copy()
@@ -123,6 +132,8 @@ def _worker_main(conn, env: str, version: str, act_dim: int) -> None:
                 conn.send_bytes(b"O" + envs.step(actions).tobytes())
             elif tag == b"R":
                 conn.send_bytes(b"O" + envs.reset(pickle.loads(body)).tobytes())
+            elif tag == b"T":  # CPU seconds this worker has used (benchmarks)
+                conn.send_bytes(b"O" + np.float64(time.process_time()).tobytes())
             elif tag == b"C":
                 return
         except Exception:
@@ -187,6 +198,14 @@ class EnvWorkerPool:
         for k, (lo, hi) in enumerate(self.slices):
             out[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d + 2)
         return out
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the worker processes (0 for in-process stepping)."""
+        total = 0.0
+        for k, conn in enumerate(self.conns):
+            conn.send_bytes(b"T")
+            total += float(np.frombuffer(self._receive(k), dtype=np.float64)[0])
+        return total
 
     @property
     def alive(self) -> bool:
@@ -278,3 +297,20 @@ def evaluate(env: str, policy: BatchPolicy, member_seeds: list[int], episodes: i
     return EvalResult(returns=returns, normalized=normalized_score(spec.name, returns),
                       lengths=lengths.reshape(members, episodes), env_id=spec.gym_id(version), seeds=seeds,
                       workers=workers, wall_s=time.perf_counter() - started)
+
+
+_BACKGROUND: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def evaluate_async(env: str, policy: BatchPolicy, member_seeds: list[int], episodes: int, eval_index: int,
+                   version: str = "v4", workers: int | None = None) -> concurrent.futures.Future:
+    """`evaluate` in a background thread, so the update loop need not wait for it.
+
+    Give it a policy holding a *copy* of the weights (training keeps changing the originals). The
+    environments step in the worker processes and torch releases the GIL, so training and evaluation
+    overlap; evaluations submitted this way run one after another. `.result()` gives the EvalResult.
+    """
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        _BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthrl-eval")
+    return _BACKGROUND.submit(evaluate, env, policy, member_seeds, episodes, eval_index, version, workers)
