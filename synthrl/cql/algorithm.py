@@ -275,7 +275,7 @@ class CQLEnsemble:
             stream = torch.cuda.Stream(self.device)
             stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(stream):
-                for _ in range(3):
+                for _ in range(min(3, self.rng_chunk)):  # slots read stay inside the buffers
                     self._update()
             torch.cuda.current_stream(self.device).wait_stream(stream)
         finally:

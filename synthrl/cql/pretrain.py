@@ -109,8 +109,8 @@ def pretrain_q_networks(data, obs_dim: int, act_dim: int, *, updates: int, lr: f
 
     graph = None
     if cuda and accel in ("auto", "graph"):
-        rows_buf.copy_(torch.randint(n_rows, (chunk, batch), generator=sampler, device=dev))
-        graph = _capture(step, trained, optimizer, [loss_sum, slot])
+        # warm-up reads rows 0 (valid) and leaves the sampler untouched: graphed == eager
+        graph = _capture(step, trained, optimizer, [loss_sum, slot], warmup=min(3, chunk))
     from tqdm import tqdm
 
     curve: list[dict] = []
@@ -136,7 +136,7 @@ def pretrain_q_networks(data, obs_dim: int, act_dim: int, *, updates: int, lr: f
     return q_out, head_out, curve
 
 
-def _capture(step, params, optimizer, extra_state):
+def _capture(step, params, optimizer, extra_state, warmup: int = 3):
     """CUDA-graph one step: warm up on a side stream, put the state back, capture."""
     tensors = list(params) + list(extra_state)
     for p in params:
@@ -150,7 +150,7 @@ def _capture(step, params, optimizer, extra_state):
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(3):
+            for _ in range(warmup):
                 step()
         torch.cuda.current_stream().wait_stream(stream)
     finally:
