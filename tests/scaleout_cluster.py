@@ -21,6 +21,9 @@ from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
 START_TIMEOUT_S = 90
+# one token per test process: Ray's client caches the token it loaded, so every cluster this
+# process joins must share it
+CLUSTER_TOKEN = secrets.token_hex(16)
 
 
 def free_port() -> int:
@@ -45,6 +48,12 @@ class RayNode:
     process: subprocess.Popen
     temp_dir: Path
     log: Path
+    ports: dict[str, int]
+
+    @property
+    def metrics_export_port(self) -> int:
+        """Where this node's metrics agent serves Prometheus text (``/metrics``)."""
+        return self.ports["metrics-export-port"]
 
     @property
     def pid(self) -> int:
@@ -104,12 +113,13 @@ class LoopbackCluster:
         log = self.root / f"{name}.log"
         cmd = [RAY, "start", "--block", "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp_dir),
                "--disable-usage-stats", "--log-style", "record", *args]
-        for flag, port in node_ports().items():
+        ports = node_ports()
+        for flag, port in ports.items():
             cmd += [f"--{flag}", str(port)]
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                     start_new_session=True, stdin=subprocess.DEVNULL)
-        return RayNode(proc, temp_dir, log)
+        return RayNode(proc, temp_dir, log, ports)
 
     def start_head(self, num_cpus: int = 1, num_gpus: int = 0, resources: str | None = None,
                    dashboard: bool = True) -> None:
@@ -167,9 +177,10 @@ def cluster_env(root: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "RAY_AUTH_MODE": "token",               # token authentication stays on
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_AUTH_TOKEN": CLUSTER_TOKEN,
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0",
+        "RAY_metrics_report_interval_ms": "1000",  # live metrics show up within seconds
         "OMP_NUM_THREADS": "1",
     })
     env.pop("RAY_ADDRESS", None)

@@ -9,11 +9,15 @@ Each trial publishes, after every evaluation, tagged by sweep, variant, dataset 
 
 Ray exports them from every node's metrics agent in Prometheus format (as ``ray_synthrl_...``), so
 the dashboard's Metrics view and any Prometheus/Grafana pointed at the cluster chart them live.
+Ray's agent forgets a gauge about two export intervals after its last ``set``, and an evaluation
+can be many minutes away, so a daemon thread re-sets the latest gauge values every ``refresh_s``
+while the trial lives.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Iterable
 
 TAG_KEYS = ("sweep", "variant", "dataset", "seed_group")
@@ -38,7 +42,7 @@ class TrialMetrics:
     """The live metrics of one trial. Create it inside the trial (a Ray worker), then call
     ``record_evaluation`` after each evaluation with the training updates and seconds since the last one."""
 
-    def __init__(self, sweep: str, variant: str, dataset: str, seeds: Iterable[int]):
+    def __init__(self, sweep: str, variant: str, dataset: str, seeds: Iterable[int], refresh_s: float = 1.0):
         from ray.util.metrics import Counter, Gauge
 
         self.tags = {"sweep": str(sweep), "variant": str(variant), "dataset": str(dataset),
@@ -52,6 +56,21 @@ class TrialMetrics:
         self.updates = Counter("synthrl_updates", tag_keys=TAG_KEYS, description="Fine-tuning updates done.")
         for metric in (self.updates_per_second, self.normalized_score, self.evaluations, self.updates):
             metric.set_default_tags(self.tags)
+        self.latest: dict[str, float] = {}   # gauge name -> last value, re-set by the refresher
+        self._gauges = {"updates_per_second": self.updates_per_second, "normalized_score": self.normalized_score}
+        self._stop = threading.Event()
+        self._refresher = threading.Thread(target=self._refresh, args=(refresh_s,), daemon=True,
+                                           name="synthrl-metrics")
+        self._refresher.start()
+
+    def _refresh(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            for name, value in list(self.latest.items()):
+                self._gauges[name].set(value)
+
+    def close(self) -> None:
+        """Stop re-publishing (the gauges then age out of the agent within seconds)."""
+        self._stop.set()
 
     def record_evaluation(self, rows: list[dict[str, Any]], updates: int, train_seconds: float) -> dict[str, float]:
         """Publish one evaluation; returns what was published (also handy for ``tune.report``)."""
@@ -60,10 +79,11 @@ class TrialMetrics:
             self.updates.inc(updates)
             if train_seconds > 0:
                 published["updates_per_second"] = updates / train_seconds
-                self.updates_per_second.set(published["updates_per_second"])
         score = mean_score(rows)
         if score is not None:
             published["normalized_score"] = score
-            self.normalized_score.set(score)
+        for name, value in published.items():
+            self._gauges[name].set(value)
+        self.latest.update(published)
         self.evaluations.inc()
         return published
