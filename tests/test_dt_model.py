@@ -153,10 +153,27 @@ def test_chunked_loss_equals_full_loss_and_gradients(chunk):
     targets = torch.randint(0, 301, (50,), generator=g)
     full = F.cross_entropy(hidden @ weight.t(), targets)
     gh, gw = torch.autograd.grad(3.0 * full, (hidden, weight))
-    chunked = chunked_cross_entropy(hidden, weight, targets, chunk=chunk)
+    chunked = chunked_cross_entropy(hidden, weight, targets, chunk=chunk, logits_budget=0)
     ch, cw = torch.autograd.grad(3.0 * chunked, (hidden, weight))
     assert torch.allclose(chunked, full, atol=1e-5)
     assert torch.allclose(ch, gh, atol=1e-5) and torch.allclose(cw, gw, atol=1e-5)
+
+
+def test_chunked_loss_never_holds_more_than_one_chunk_of_logits(monkeypatch):
+    """Every logits matrix the loss builds has at most `chunk` rows (a 64x1024xM tensor never exists)."""
+    shapes = []
+    real_logsumexp = torch.logsumexp
+
+    def spy(x, *a, **kw):
+        shapes.append(tuple(x.shape))
+        return real_logsumexp(x, *a, **kw)
+
+    monkeypatch.setattr(torch, "logsumexp", spy)
+    hidden = torch.randn(1000, 8, requires_grad=True)
+    weight = torch.randn(5000, 8, requires_grad=True)
+    loss = chunked_cross_entropy(hidden, weight, torch.randint(0, 5000, (1000,)), chunk=128, logits_budget=0)
+    loss.backward()
+    assert len(shapes) == 8 and max(s[0] for s in shapes) == 128 and all(s[1] == 5000 for s in shapes)
 
 
 def test_transfer_copies_exactly_blocks_final_ln_and_position_table():

@@ -146,3 +146,16 @@ def test_text_pretraining_through_the_cli(tmp_path, capsys):
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(argv + ["--resume"]) == 0
+
+
+def test_bf16_autocast_loss_tracks_fp32():
+    chain = SmallMarkovChain(states=6, temperature=0.5, length=16, seed=1)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        trainer = Pretrainer(_cfg(steps=30, checkpoints=(30,), precision=precision, dropout=0.0, lr=3e-3),
+                             source=chain)
+        assert trainer.bf16 == (precision == "bf16")
+        losses[precision] = [float(trainer.train_step()) for _ in range(30)]
+    assert all(math.isfinite(x) for x in losses["bf16"])
+    assert abs(losses["bf16"][0] - losses["fp32"][0]) < 0.02
+    assert abs(sum(losses["bf16"][-5:]) - sum(losses["fp32"][-5:])) / 5 < 0.05

@@ -324,10 +324,14 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          chunk: int = 4096, compute_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Mean CE of logits ``hidden @ weight.T`` ([N, C] x [V, C]) against ``targets`` [N], in bounded memory."""
+                          chunk: int = 4096, compute_dtype: torch.dtype | None = None,
+                          logits_budget: int = 1 << 27) -> torch.Tensor:
+    """Mean CE of logits ``hidden @ weight.T`` ([N, C] x [V, C]) against ``targets`` [N], in bounded memory:
+    at most max(chunk, logits_budget / V) rows of logits exist at once (4096 x V for a large vocabulary)."""
     if compute_dtype is None:
         compute_dtype = torch.float32
+    # small vocabularies: one chunk of up to logits_budget logits is cheap, so take as many rows as fit in it
+    chunk = max(int(chunk), int(logits_budget) // max(1, weight.shape[0]))
     return _ChunkedCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1),
                                       int(chunk), compute_dtype)
 

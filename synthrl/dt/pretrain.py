@@ -128,8 +128,11 @@ class Pretrainer:
         self.step = 0
         self.bf16 = use_bf16(cfg.precision, self.device)
         self.hidden_fn = self.model.hidden
-        if use_compile(cfg.compile, self.device):
-            self.hidden_fn = torch.compile(self.model.hidden, dynamic=False)
+        self.compiled = use_compile(cfg.compile, self.device)
+        if self.compiled:
+            from synthrl.dt.runner import compiled_or_eager
+
+            self.hidden_fn = compiled_or_eager(self.model.hidden, "default")
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         if targets is None:  # next-token prediction: 1023 predictions per 1024-token sequence

@@ -258,9 +258,11 @@ class DTRunner:
         self.sampler = torch.Generator(device=self.device).manual_seed(seed_mix)
         torch.manual_seed(seed_mix)  # dropout masks come from the global stream, carried in state_dict
         self.bf16 = use_bf16(config.precision, self.device)
-        self._forward = self.model.forward
+        self._loss_fn, self._clip_fn = self._loss_impl, self._clip_impl
         if use_compile(config.compile, self.device):
-            self._forward = torch.compile(self.model.forward, dynamic=False)
+            # CUDA: the forward + loss (and its backward) as CUDA graphs, the per-member clip fused
+            self._loss_fn = compiled_or_eager(self._loss_impl, "reduce-overhead")
+            self._clip_fn = compiled_or_eager(self._clip_impl, "default")
 
         self.total_updates = config.total_updates
         self.eval_every = config.eval_every
@@ -279,20 +281,24 @@ class DTRunner:
         with self._autocast():
             return self.model(states, actions, rtg, timesteps, mask).float()
 
-    def loss_per_member(self, batch) -> torch.Tensor:
-        states, actions, rtg, timesteps, mask = batch
+    def _loss_impl(self, states, actions, rtg, timesteps, mask) -> torch.Tensor:
         with self._autocast():
-            pred = self._forward(states, actions, rtg, timesteps, mask)
+            pred = self.model(states, actions, rtg, timesteps, mask)
         return masked_action_loss(pred, actions, mask)
 
-    @torch.no_grad()
+    def loss_per_member(self, batch) -> torch.Tensor:
+        return self._loss_fn(*batch)
+
+    def _clip_impl(self, grads: list[torch.Tensor], max_norm: float) -> None:
+        with torch.no_grad():
+            sq = torch.stack([g.float().pow(2).reshape(g.shape[0], -1).sum(1) for g in grads]).sum(0)
+            coef = torch.clamp(max_norm / (sq.sqrt() + 1e-6), max=1.0)
+            for g in grads:
+                g.mul_(coef.view((-1,) + (1,) * (g.dim() - 1)).to(g.dtype))
+
     def _clip_per_member(self) -> None:
         """torch.nn.utils.clip_grad_norm_ semantics, separately for each member's parameters."""
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        sq = torch.stack([g.float().pow(2).reshape(self.members, -1).sum(1) for g in grads]).sum(0)
-        coef = torch.clamp(self.config.grad_clip / (sq.sqrt() + 1e-6), max=1.0)
-        for g in grads:
-            g.mul_(coef.view((-1,) + (1,) * (g.dim() - 1)).to(g.dtype))
+        self._clip_fn([p.grad for p in self.model.parameters() if p.grad is not None], float(self.config.grad_clip))
 
     def train(self, n_updates: int) -> None:
         self.model.train()
@@ -367,6 +373,28 @@ class DTRunner:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.loss_sum = state["loss_sum"].to(self.device).clone()
         self.loss_count = int(state["loss_count"])
+
+
+def compiled_or_eager(fn, mode: str):
+    """torch.compile(fn) that falls back to ``fn`` (with a warning) if compilation fails on first use."""
+    compiled = torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
+    state = {"fn": compiled, "tried": False}
+
+    def call(*args):
+        if state["tried"]:
+            return state["fn"](*args)
+        try:
+            out = compiled(*args)
+        except Exception as e:  # never lose a run to a compiler problem
+            import warnings
+
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running {fn.__name__} eagerly")
+            state["fn"] = fn
+            out = fn(*args)
+        state["tried"] = True
+        return out
+
+    return call
 
 
 def make_runner(config: DTConfig, store: ArtifactStore | None = None, dataset=None) -> DTRunner:
