@@ -213,3 +213,38 @@ def test_end_to_end_through_the_cli(hopper_file, tmp_path, capsys):
     assert (out / "DONE").is_file()
     assert main(argv[:-1] + ["--pretrain-step", "7"]) == 2
     assert "step 7" in capsys.readouterr().err
+
+
+def test_fine_tunes_from_a_bare_hf_gpt2_state_dict_with_its_config(hopper_file, tmp_path):
+    """A GPT-2-format checkpoint as HF's save_pretrained leaves it (pytorch_model.bin + config.json)."""
+    from synthrl.dt.model import GPT2LM
+
+    hf_cfg = BackboneConfig(n_layer=2, n_head=2, n_embd=16, n_inner=32, n_positions=64, activation="gelu_new")
+    lm = GPT2LM(hf_cfg, vocab_size=30)
+    lm.init_weights(torch.Generator().manual_seed(0))
+    state = {f"transformer.{k}": v for k, v in lm.transformer.hf_state_dict(0).items()}
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    folder = tmp_path / "gpt2-tiny"
+    folder.mkdir()
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "config.json").write_text(json.dumps({"n_head": 2, "activation_function": "gelu_new",
+                                                    "layer_norm_epsilon": 1e-5, "n_embd": 16}))
+    runner = make_runner(_config(hopper_file, pretrained_path=str(folder / "pytorch_model.bin"), seeds=[0]), None)
+    assert runner.model.cfg == hf_cfg
+    block = runner.model.transformer.h[1]
+    assert torch.equal(block.mlp.c_fc.weight[0], state["transformer.h.1.mlp.c_fc.weight"])
+    assert torch.equal(runner.model.transformer.wpe.weight[0], state["transformer.wpe.weight"])
+    assert runner.max_timestep == 63  # timesteps index the 64-row position table
+    runner.train(2)
+    assert torch.isfinite(runner.loss_sum).all()
+
+
+def test_unfinished_pretraining_run_is_a_clear_error(tmp_path):
+    from synthrl.dt.pretrain import resolve_pretrained
+    from synthrl.errors import UserError
+
+    run = tmp_path / "pre"
+    run.mkdir()
+    (run / "params.json").write_text(json.dumps({"algorithm": "dt-pretrain"}))
+    with pytest.raises(UserError, match="--resume"):
+        resolve_pretrained(run, 20000)

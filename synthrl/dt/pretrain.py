@@ -363,6 +363,9 @@ def resolve_pretrained(path: str | os.PathLike, step: int) -> Path:
         return checkpoint_in_artifact(target, step)
     if any(p.glob("step_*.pt")):
         return checkpoint_in_artifact(p, step)
+    if (p / "params.json").is_file() and '"dt-pretrain"' in (p / "params.json").read_text():
+        raise UserError(f"--pretrained {path}: this dt-pretrain run has not finished (continue it with "
+                        f"synthrl run dt-pretrain ... --out {path} --resume)")
     raise UserError(f"--pretrained {path}: neither a dt-pretrain run directory, an artifact, nor a checkpoint file")
 
 
@@ -375,8 +378,24 @@ def load_backbone_checkpoint(path: str | os.PathLike) -> dict:
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         return {"state_dict": obj["state_dict"], "backbone": obj.get("backbone"), "step": obj.get("step")}
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {"state_dict": obj, "backbone": None, "step": None}
+        return {"state_dict": obj, "backbone": _hf_config_beside(Path(path)), "step": None}
     raise UserError(f"{path}: not a GPT-2 state dict or synthrl pre-training checkpoint")
+
+
+def _hf_config_beside(path: Path) -> dict | None:
+    """A bare state dict carries no head count or activation: read them from HF's config.json beside it
+    (as ``save_pretrained`` writes it); without one, the spec's backbone (1 head, ReLU) is assumed."""
+    import json
+
+    config = path.parent / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        hf = json.loads(config.read_text())
+        return {"n_head": int(hf.get("n_head", 1)), "activation": str(hf.get("activation_function", "relu")),
+                "layer_norm_eps": float(hf.get("layer_norm_epsilon", 1e-5))}
+    except (ValueError, TypeError, AttributeError) as e:
+        raise UserError(f"{config}: not a readable HF GPT-2 config ({e})") from None
 
 
 def read_losses(artifact_dir: Path) -> list[dict[str, str]]:

@@ -8,6 +8,7 @@ the device and batches are drawn there (no host synchronisation inside ``train``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -230,10 +231,10 @@ class DTRunner:
         if self.pretrained is not None:
             ckpt = load_backbone_checkpoint(self.pretrained["path"])
             stored = ckpt.get("backbone") or {}
-            backbone_cfg = infer_backbone_config(ckpt["state_dict"], n_head=int(stored.get("n_head", 1)),
-                                                 activation=str(stored.get("activation", "relu")))
-            backbone_cfg = backbone_cfg.__class__(**{**backbone_cfg.__dict__,
-                                                     "layer_norm_eps": float(stored.get("layer_norm_eps", 1e-5))})
+            backbone_cfg = dataclasses.replace(
+                infer_backbone_config(ckpt["state_dict"], n_head=int(stored.get("n_head", 1)),
+                                      activation=str(stored.get("activation", "relu"))),
+                layer_norm_eps=float(stored.get("layer_norm_eps", 1e-5))).validate()
         # timesteps index the timestep table: the plain DT's own (max_ep_len rows) or the position table
         self.max_timestep = config.max_ep_len - 1 if ckpt is None else min(config.max_ep_len, backbone_cfg.n_positions) - 1
         self.data = prepare_trajectories(ds.trajectories(), config.rtg_scale, self.max_timestep + 1, self.device)
@@ -303,10 +304,14 @@ class DTRunner:
     def train(self, n_updates: int) -> None:
         self.model.train()
         cfg = self.config
+        graphs = self._loss_fn is not self._loss_impl and self.device.startswith("cuda")
         for _ in range(int(n_updates)):
+            # gradients are dropped before the forward: with CUDA graphs they live in graph-owned memory
+            self.optimizer.zero_grad(set_to_none=True)
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             batch = sample_windows(self.data, self.members, cfg.batch_size, cfg.context, self.sampler, cfg.action_pad)
             losses = self.loss_per_member(batch)
-            self.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # members are independent: each gets its own loss's gradient
             self._clip_per_member()
             self.optimizer.step()
