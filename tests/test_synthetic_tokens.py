@@ -248,3 +248,24 @@ def test_bad_contexts_and_generators():
         mc_row(10, 10, 1.0)
     with pytest.raises(UserError, match="num_sequences"):
         token_source("iid").sample(0, torch.Generator())
+
+
+# ----------------------------------------------------------------------------- CUDA
+@pytest.mark.gpu
+def test_cuda_samplers_agree_with_the_loop_and_the_rows():
+    g = lambda: torch.Generator("cuda").manual_seed(4)  # noqa: E731
+    blocked = token_source("mc", states=100, device="cuda")
+    assert blocked.sampler == "blocked"
+    tokens, _ = blocked.sample(128, g())
+    assert tokens.device.type == "cuda"
+    loop = MarkovTokens(100, device="cuda", sampler="loop")
+    assert torch.equal(tokens, loop.sample(128, g())[0])
+    P = np.stack([mc_row(s, 100, 1.0) for s in range(100)])
+    assert_chi_square(transition_counts(tokens.cpu(), 100), P)
+    wavefront = token_source("mc", states=100_000, length=256, device="cuda")
+    assert wavefront.sampler == "wavefront"
+    hashed_loop = MarkovTokens(100_000, length=256, device="cuda", sampler="loop")
+    assert torch.equal(wavefront.sample(16, g())[0], hashed_loop.sample(16, g())[0])
+    mapping = token_source("mapping", device="cuda")
+    tokens, targets = mapping.sample(2, g())
+    assert torch.equal(targets, mapping.mapping[tokens])

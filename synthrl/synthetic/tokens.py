@@ -19,8 +19,8 @@ Row sources (recorded as ``row_source`` in the metadata)
   taken).
 
 Samplers for the reference rows (same uniforms, identical tokens; the test suite checks it)
-- ``"loop"``: one step per position, all sequences at once (CPU default; any order n);
-- ``"blocked"`` (n = 1, M <= ``BLOCKED_MAX_STATES``; the CUDA default): for every position the
+- ``"loop"``: one step per position, all sequences at once (CPU default for M > 16; any order n);
+- ``"blocked"`` (n = 1, M <= ``BLOCKED_MAX_STATES``; the CUDA default, and the CPU default for M <= 16): for every position the
   transition is a function of the current state given that position's uniform, so tabulate it for
   all M states, compose the tables inside blocks of 32 positions (parallel over blocks), compose the
   block maps by doubling to get every block's start, and read every token off the composed tables:
@@ -43,6 +43,7 @@ IDENTITY_VOCAB = 3500  # appendix F: "a similar vocabulary size as in He et al. 
 REFERENCE_MAX_ENTRIES = 10**8
 REFERENCE_MAX_ROWS = 120_000  # n = 5, M = 10 (111,110 rows) still fits; builds in ~5 s
 BLOCKED_MAX_STATES = 1024
+BLOCKED_CPU_MAX_STATES = 16  # measured: blocked beats loop on one CPU thread for M = 10, loses for M = 100
 FULL_ROW_MAX = 4096
 WAVEFRONT_MIN_FORCED = 0.1  # e^{-1/τ}: share of positions whose first proposal is accepted whatever the context
 CDF_BITS = 40
@@ -135,8 +136,13 @@ def reference_tables(states: int, order: int, temperature: float, seed: int):
             for i, value in enumerate(local.tolist()):
                 digits = [(value // states ** (length - 1 - d)) % states for d in range(length)]
                 logits[i] = np.random.default_rng([c + 1 + seed for c in digits]).random(states)
-            probs = softmax64(logits, temperature)
-            entropies[row + lo:row + hi] = entropy(probs)
+            # softmax64, keeping z and Z for the entropy H = log Z − Σ p z (no log of every entry)
+            z = logits / temperature
+            z -= z.max(axis=-1, keepdims=True)
+            probs = np.exp(z)
+            total = probs.sum(axis=-1, keepdims=True)
+            probs /= total
+            entropies[row + lo:row + hi] = np.log(total[:, 0]) - np.einsum("ij,ij->i", probs, z)
             index = np.arange(row + lo, row + hi, dtype=np.int64)[:, None]
             keys[(row + lo) * states:(row + hi) * states] = ((index << ROW_SHIFT) + _cdf_int(probs)).ravel()
         row += count
@@ -279,7 +285,9 @@ class MarkovTokens(TokenSource):
         wavefront_ok = (row_source == HASH_VERSION and self.order == 1 and not self._full_row
                         and math.exp(-1.0 / self.temperature) >= WAVEFRONT_MIN_FORCED)
         if sampler == "auto":
-            sampler = "wavefront" if wavefront_ok else "blocked" if blocked_ok and self.device.type == "cuda" else "loop"
+            # blocked does O(M) work per token: on the CPU it only pays for tiny vocabularies
+            blocked_here = blocked_ok and (self.device.type == "cuda" or self.states <= BLOCKED_CPU_MAX_STATES)
+            sampler = "wavefront" if wavefront_ok else "blocked" if blocked_here else "loop"
         if sampler not in ("loop", "blocked", "wavefront"):
             raise UserError(f"sampler: expected auto, loop, blocked or wavefront, got {sampler!r}")
         if sampler == "blocked" and not blocked_ok:
