@@ -284,15 +284,28 @@ class GPT2LM(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # bounded-memory cross-entropy over a large vocabulary
 # ---------------------------------------------------------------------------------------------
+def ce_chunk(hc: torch.Tensor, w: torch.Tensor, tc: torch.Tensor):
+    """One chunk: (summed CE, d/d hc, d/d w) of logits ``hc @ w.T`` against ``tc`` (gradients of the sum)."""
+    logits = (hc @ w.t()).float()
+    lse = torch.logsumexp(logits, dim=-1)
+    loss = (lse - logits.gather(1, tc.unsqueeze(1)).squeeze(1)).sum()
+    # d loss_sum / d logits = softmax - onehot (in the logits buffer: one chunk x V array at a time)
+    probs = logits.sub_(lse.unsqueeze(1)).exp_()
+    probs.scatter_add_(1, tc.unsqueeze(1), torch.full_like(lse, -1.0).unsqueeze(1))
+    pc = probs.to(hc.dtype)
+    return loss, (pc @ w).float(), (pc.t() @ hc).float()
+
+
 class _ChunkedCrossEntropy(torch.autograd.Function):
     """Mean next-token cross-entropy of ``hidden @ weight.T`` computed ``chunk`` rows at a time.
 
     The forward pass also computes both gradients chunk by chunk (softmax - onehot), so at most
-    ``chunk x V`` logits ever exist; backward only scales them by the incoming gradient.
+    ``chunk x V`` logits ever exist and are built once; backward only scales them by the incoming
+    gradient. ``chunk_fn`` is ``ce_chunk`` or a compiled copy of it (fused softmax passes on CUDA).
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk: int, compute_dtype):
+    def forward(ctx, hidden, weight, targets, chunk: int, compute_dtype, chunk_fn):
         n = hidden.shape[0]
         h = hidden.to(compute_dtype)
         w = weight.to(compute_dtype)
@@ -300,17 +313,10 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, n, chunk):
-            hc = h[start:start + chunk]
-            tc = targets[start:start + chunk]
-            logits = (hc @ w.t()).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, tc.unsqueeze(1)).squeeze(1)).sum()
-            # d loss_sum / d logits = softmax - onehot (reuse the logits buffer)
-            probs = logits.sub_(lse.unsqueeze(1)).exp_()
-            probs.scatter_add_(1, tc.unsqueeze(1), torch.full_like(lse, -1.0).unsqueeze(1))
-            pc = probs.to(compute_dtype)
-            grad_h[start:start + chunk] = (pc @ w).float()
-            grad_w += (pc.t() @ hc).float()
+            loss, gh, gw = chunk_fn(h[start:start + chunk], w, targets[start:start + chunk])
+            total += loss
+            grad_h[start:start + chunk] = gh
+            grad_w += gw
         ctx.save_for_backward(grad_h, grad_w)
         ctx.n = n
         ctx.dtypes = (hidden.dtype, weight.dtype)
@@ -320,12 +326,12 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_out):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_out / ctx.n
-        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None, None
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                           chunk: int = 4096, compute_dtype: torch.dtype | None = None,
-                          logits_budget: int = 1 << 27) -> torch.Tensor:
+                          logits_budget: int = 1 << 27, chunk_fn=None) -> torch.Tensor:
     """Mean CE of logits ``hidden @ weight.T`` ([N, C] x [V, C]) against ``targets`` [N], in bounded memory:
     at most max(chunk, logits_budget / V) rows of logits exist at once (4096 x V for a large vocabulary)."""
     if compute_dtype is None:
@@ -333,7 +339,7 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     # small vocabularies: one chunk of up to logits_budget logits is cheap, so take as many rows as fit in it
     chunk = max(int(chunk), int(logits_budget) // max(1, weight.shape[0]))
     return _ChunkedCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1),
-                                      int(chunk), compute_dtype)
+                                      int(chunk), compute_dtype, chunk_fn or ce_chunk)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 
 from synthrl.dt.config import DTPretrainConfig
-from synthrl.dt.model import GPT2LM, chunked_cross_entropy
+from synthrl.dt.model import GPT2LM, ce_chunk, chunked_cross_entropy
 from synthrl.errors import UserError
 from synthrl.rundir import RunDir, load_state_file
 from synthrl.store import ArtifactStore
@@ -128,11 +128,13 @@ class Pretrainer:
         self.step = 0
         self.bf16 = use_bf16(cfg.precision, self.device)
         self.hidden_fn = self.model.hidden
+        self.chunk_fn = ce_chunk
         self.compiled = use_compile(cfg.compile, self.device)
         if self.compiled:
             from synthrl.dt.runner import compiled_or_eager
 
             self.hidden_fn = compiled_or_eager(self.model.hidden, "default")
+            self.chunk_fn = compiled_or_eager(ce_chunk, "default")  # fuses the softmax passes over chunk x M
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         if targets is None:  # next-token prediction: 1023 predictions per 1024-token sequence
@@ -142,7 +144,7 @@ class Pretrainer:
         with torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
             hidden = self.hidden_fn(inputs)
         return chunked_cross_entropy(hidden, self.model.head_weight, targets, self.cfg.loss_chunk,
-                                     torch.bfloat16 if self.bf16 else torch.float32)
+                                     torch.bfloat16 if self.bf16 else torch.float32, chunk_fn=self.chunk_fn)
 
     def train_step(self) -> torch.Tensor:
         self.model.train()
