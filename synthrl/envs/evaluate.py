@@ -1,9 +1,9 @@
 """Vectorised, seeded evaluation: many episodes step together, one batched policy call per step.
 
-The environments live in persistent worker processes, each owning a contiguous slice of the batch.
-Per step the parent sends each worker its slice of actions and receives observations, rewards and
-done flags back (a few hundred bytes through a pipe: cheaper than any shared-memory handshake at
-these sizes). Workers are started once per (env, version, worker count) and reused by every later
+The environments live in persistent worker processes (fresh interpreters running
+`python -m synthrl.envs._worker`), each owning a contiguous slice of the batch. Per step the parent
+sends each worker its slice of actions and receives observations, rewards and done flags back (a few
+hundred bytes through a socket pair: cheaper than any shared-memory handshake at these sizes). Workers are started once per (env, version, worker count) and reused by every later
 evaluation, so a run that evaluates 200 times pays the start-up (importing MuJoCo) once.
 
 Every environment runs exactly one episode, reset with its own seed from `episode_seeds`, so an
@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
-import multiprocessing as mp
 import os
 import pickle
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Protocol
 
 import numpy as np
@@ -114,12 +117,13 @@ class _EnvSlice:
         return out
 
 
-def _worker_main(conn, env: str, version: str, act_dim: int) -> None:
+def _worker_main(conn, env: str, version: str) -> None:
     """Worker loop. Messages: b'R' + pickled seeds -> obs bytes; b'S' + float32 actions -> step bytes; b'C'."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     envs = _EnvSlice(env, version)
+    act_dim = get_spec(env).act_dim
     while True:
         try:
             msg = conn.recv_bytes()
@@ -149,25 +153,28 @@ class EnvWorkerPool:
         self.lock = threading.Lock()  # one evaluation at a time (evaluation may run in a thread beside training)
         self.local = _EnvSlice(self.env, self.version) if self.workers == 0 else None
         self.procs, self.conns = [], []
-        if self.workers > 0:
-            # spawn, not fork: the parent may hold CUDA state and torch threads that must not be forked
-            ctx = mp.get_context("spawn")
-            for _ in range(self.workers):
-                parent_end, child_end = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_worker_main, args=(child_end, self.env, self.version, self.spec.act_dim),
-                                   daemon=True)
-                proc.start()
-                child_end.close()
-                self.procs.append(proc)
-                self.conns.append(parent_end)
+        for _ in range(self.workers):
+            self._start_worker()
         self.slices: list[tuple[int, int]] = []
+
+    def _start_worker(self) -> None:
+        # A fresh interpreter running `python -m synthrl.envs._worker`, joined by a private socket pair.
+        # Not fork: the parent may hold CUDA state and torch threads. Not multiprocessing's spawn: that
+        # re-imports the parent's __main__ (a script without a main guard, a notebook, a Ray worker).
+        parent_sock, child_sock = socket.socketpair()
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "synthrl.envs._worker", str(child_sock.fileno()), self.env, self.version]
+        proc = subprocess.Popen(cmd, pass_fds=[child_sock.fileno()], env=env, stdin=subprocess.DEVNULL)
+        child_sock.close()
+        self.procs.append(proc)
+        self.conns.append(Connection(parent_sock.detach()))
 
     def _receive(self, k: int) -> bytes:
         try:
             msg = self.conns[k].recv_bytes()
         except (EOFError, OSError):
             self.close()
-            raise RuntimeError(f"evaluation worker {k} for {self.env} died (exit code {self.procs[k].exitcode})") from None
+            raise RuntimeError(f"evaluation worker {k} for {self.env} died (exit code {self.procs[k].poll()})") from None
         if msg[:1] == b"E":
             self.close()
             raise RuntimeError(f"evaluation worker {k} for {self.env} failed:\n{msg[1:].decode()}")
@@ -209,7 +216,7 @@ class EnvWorkerPool:
 
     @property
     def alive(self) -> bool:
-        return self.local is not None or (bool(self.procs) and all(p.is_alive() for p in self.procs))
+        return self.local is not None or (bool(self.procs) and all(p.poll() is None for p in self.procs))
 
     def close(self) -> None:
         for conn in self.conns:
@@ -219,9 +226,11 @@ class EnvWorkerPool:
             except OSError:
                 pass
         for proc in self.procs:
-            proc.join(timeout=2)
-            if proc.is_alive():
-                proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         self.procs, self.conns = [], []
 
 
