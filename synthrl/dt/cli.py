@@ -160,7 +160,10 @@ def main_finetune(args) -> int:
     from synthrl.dt.runner import make_runner, run_params
     from synthrl.runner import drive
 
+    from synthrl.utils.io import resolve_device
+
     config = finetune_config_from_args(args)
+    resolve_device(config.device)  # a bad --device fails before anything is written
     params = run_params(config)
     run_dir = _prepare_run_dir(args.out, params, args.resume)
     if run_dir.is_done():
