@@ -259,3 +259,15 @@ def test_shared_hopper_sac_file():
     assert len(q["rewards"]) == 200_000 - 1 - int(ds.timeouts[:-1].sum())
     assert int(q["terminals"].sum()) == int(ds.terminals[:-1].sum())
     assert sum(len(t["rewards"]) for t in ds.trajectories()) == 200_000
+
+
+def test_truncated_hdf5_file_is_refused(tmp_path):
+    good = write(tmp_path / "good.hdf5", three_episode_arrays())
+    data = good.read_bytes()
+    cut = tmp_path / "cut.hdf5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError) as err:
+        load_dataset(str(cut), env="hopper")
+    assert str(cut) in str(err.value)
+    with pytest.raises(UserError, match="is a directory"):
+        load_dataset(str(tmp_path))

@@ -186,3 +186,17 @@ def test_saved_policy_dispatch_to_the_algorithm_package(tmp_path, monkeypatch, c
     assert calls == [(run_dir, 1, "cpu")]
     ds = load_dataset(str(out))
     assert len(ds) == 30 and "saved run" in ds.meta["policy"] and "noise 0.1" in ds.meta["policy"]
+
+
+def test_default_worker_count(monkeypatch):
+    from synthrl.envs.evaluate import default_workers
+
+    monkeypatch.delenv("SYNTHRL_EVAL_WORKERS", raising=False)
+    assert 1 <= default_workers(200) <= 200 and default_workers(1) == 1
+    monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "3")
+    assert default_workers(200) == 3 and default_workers(2) == 2
+    monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "0")
+    assert default_workers(200) == 0
+    monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "many")
+    with pytest.raises(UserError, match="SYNTHRL_EVAL_WORKERS"):
+        default_workers(200)

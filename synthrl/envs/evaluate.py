@@ -67,10 +67,21 @@ def episode_seeds(run_seed: int, eval_index: int, episodes: int) -> np.ndarray:
 
 
 def default_workers(num_envs: int) -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
+    """$SYNTHRL_EVAL_WORKERS if set (e.g. by a sweep running several trials per machine), else one per
+    CPU this process may use; never more than one per environment."""
+    configured = os.environ.get("SYNTHRL_EVAL_WORKERS", "").strip()
+    if configured:
+        try:
+            cpus = int(configured)
+        except ValueError:
+            raise UserError(f"SYNTHRL_EVAL_WORKERS: expected an integer >= 0, got {configured!r}") from None
+        if cpus == 0:
+            return 0
+    else:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = os.cpu_count() or 1
     return max(1, min(cpus, num_envs))
 
 
