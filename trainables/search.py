@@ -40,6 +40,8 @@ def build_search(search_spec: Any, max_evaluations: int | None = None, seed: int
     the trial config); ``search_alg`` is OptunaSearch (TPE, seeded) behind a ConcurrencyLimiter;
     ``scheduler`` is ASHA over evaluations when the spec asks for it, else None (FIFO).
     ``max_evaluations`` (evaluations per trial) is ASHA's default ``max_t``.
+    Pass ``metric=search_spec.metric, mode=search_spec.mode`` to ``tune.TuneConfig``: the scheduler
+    takes them from there (Tune refuses a scheduler that sets its own as well).
     """
     import optuna
     from ray.tune.schedulers import ASHAScheduler
@@ -58,8 +60,7 @@ def build_search(search_spec: Any, max_evaluations: int | None = None, seed: int
         grace = int(asha.get("grace_period", 1))
         if grace > max_t:
             raise UserError(f"search.asha.grace_period: expected at most max_t ({max_t} evaluations), got {grace}")
-        scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=search_spec.metric, mode=search_spec.mode,
-                                  max_t=max_t, grace_period=grace,
+        scheduler = ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t, grace_period=grace,
                                   reduction_factor=float(asha.get("reduction_factor", 2)))
     return param_space, search_alg, scheduler
 
