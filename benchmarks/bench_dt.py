@@ -100,7 +100,7 @@ def bench_finetune(E: int, args) -> dict:
     train_s = time.perf_counter() - started
     out = {"bench": "finetune", "device": args.device, "members": E, "batch": cfg.batch_size,
            "context": cfg.context, "precision": "bf16" if runner.bf16 else "fp32",
-           "compiled": runner._loss_fn.__name__ == "call", "updates": args.updates, "ms_per_update": round(train_s / args.updates * 1e3, 2),
+           "compiled": runner.compiled, "updates": args.updates, "ms_per_update": round(train_s / args.updates * 1e3, 2),
            "seed_updates_per_s": round(E * args.updates / train_s, 2), "warmup_s": round(warm_s, 2),
            "minutes_for_100k": round(train_s / args.updates * 100000 / 60, 1),
            "train_loss": [round(float(x), 4) for x in (runner.loss_sum / runner.loss_count).tolist()][:4]}

@@ -248,3 +248,28 @@ def test_unfinished_pretraining_run_is_a_clear_error(tmp_path):
     (run / "params.json").write_text(json.dumps({"algorithm": "dt-pretrain"}))
     with pytest.raises(UserError, match="--resume"):
         resolve_pretrained(run, 20000)
+
+
+def test_a_compiled_update_that_fails_falls_back_to_eager(hopper_file, monkeypatch):
+    """If compilation breaks (here: the backward of the compiled loss raises), training goes on eagerly."""
+
+    class FailingBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("simulated compiler failure in backward")
+
+    def fake_compile(fn, **kwargs):
+        if getattr(fn, "__name__", "") == "_loss_impl":
+            return lambda *args: FailingBackward.apply(fn(*args))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    runner = make_runner(_config(hopper_file, compile="on", seeds=[0]), None)
+    assert runner.compiled
+    with pytest.warns(UserWarning, match="training eagerly"):
+        runner.train(2)
+    assert not runner.compiled and runner.updates_done == 2 and torch.isfinite(runner.loss_sum).all()

@@ -260,11 +260,13 @@ class DTRunner:
         torch.manual_seed(seed_mix)  # dropout masks come from the global stream, carried in state_dict
         self.bf16 = use_bf16(config.precision, self.device)
         self._loss_fn, self._clip_fn = self._loss_impl, self._clip_impl
-        if use_compile(config.compile, self.device):
+        self.compiled = use_compile(config.compile, self.device)
+        if self.compiled:
             # CUDA: the forward + loss (and its backward) as CUDA graphs, the per-member clip fused
             self._loss_fn = compiled_or_eager(self._loss_impl, "reduce-overhead")
             self._clip_fn = compiled_or_eager(self._clip_impl, "default")
 
+        self._compile_checked = False
         self.total_updates = config.total_updates
         self.eval_every = config.eval_every
         self.updates_done = 0
@@ -301,19 +303,35 @@ class DTRunner:
         """torch.nn.utils.clip_grad_norm_ semantics, separately for each member's parameters."""
         self._clip_fn([p.grad for p in self.model.parameters() if p.grad is not None], float(self.config.grad_clip))
 
+    def _update(self) -> torch.Tensor:
+        cfg = self.config
+        # gradients are dropped before the forward: with CUDA graphs they live in graph-owned memory
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.compiled and self.device.startswith("cuda"):
+            torch.compiler.cudagraph_mark_step_begin()
+        batch = sample_windows(self.data, self.members, cfg.batch_size, cfg.context, self.sampler, cfg.action_pad)
+        losses = self.loss_per_member(batch)
+        losses.sum().backward()  # members are independent: each gets its own loss's gradient
+        self._clip_per_member()
+        return losses
+
     def train(self, n_updates: int) -> None:
         self.model.train()
-        cfg = self.config
-        graphs = self._loss_fn is not self._loss_impl and self.device.startswith("cuda")
         for _ in range(int(n_updates)):
-            # gradients are dropped before the forward: with CUDA graphs they live in graph-owned memory
-            self.optimizer.zero_grad(set_to_none=True)
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            batch = sample_windows(self.data, self.members, cfg.batch_size, cfg.context, self.sampler, cfg.action_pad)
-            losses = self.loss_per_member(batch)
-            losses.sum().backward()  # members are independent: each gets its own loss's gradient
-            self._clip_per_member()
+            if self.compiled and not self._compile_checked:
+                # the first compiled update may fail late (backward compiles lazily): fall back to eager
+                try:
+                    losses = self._update()
+                except Exception as e:
+                    import warnings
+
+                    warnings.warn(f"compiled DT update failed ({type(e).__name__}: {e}); training eagerly")
+                    self.compiled = False
+                    self._loss_fn, self._clip_fn = self._loss_impl, self._clip_impl
+                    losses = self._update()
+                self._compile_checked = True
+            else:
+                losses = self._update()
             self.optimizer.step()
             self.scheduler.step()
             self.loss_sum += losses.detach()
