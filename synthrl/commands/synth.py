@@ -33,8 +33,12 @@ CHUNK_SEQUENCES = 256
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("synth", help="materialise a synthetic pre-training dataset and print its statistics",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "synth", help="materialise a synthetic pre-training dataset and print its statistics",
+        description="Materialise a synthetic pre-training dataset as an uncompressed .npz (arrays + a 'meta' JSON "
+                    "string of every parameter) and print its statistics. Same options, same arrays.",
+        epilog="examples: synthrl synth mc --out mc.npz --states 100 --temperature 0.1 --sequences 128; "
+               "synthrl synth mdp --out mdp.npz --policy-temperature inf")
     p.add_argument("kind", metavar="KIND", choices=TOKEN_KINDS + MDP_KINDS,
                    help="DT tokens: mc, iid, identity, mapping; CQL transitions: mdp, mdp-iid")
     p.add_argument("--out", required=True, type=Path, metavar="PATH", help="output file (.npz, uncompressed)")
