@@ -200,3 +200,16 @@ def test_default_worker_count(monkeypatch):
     monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "many")
     with pytest.raises(UserError, match="SYNTHRL_EVAL_WORKERS"):
         default_workers(200)
+
+
+def test_a_failing_worker_is_reported_and_the_pool_replaced():
+    from synthrl.envs.evaluate import get_pool
+
+    pool = get_pool("hopper", "v4", 1)
+    pool.reset(np.array([1, 2]))
+    pool.conns[0].send_bytes(b"S" + b"\x00" * 5)  # not a whole number of float32 action rows
+    with pytest.raises(RuntimeError, match="worker 0 for hopper failed"):
+        pool._receive(0)
+    assert not pool.alive
+    result = evaluate("hopper", LinearPolicy(11, 3), [0], 2, 0, workers=1)  # a fresh pool takes over
+    assert get_pool("hopper", "v4", 1) is not pool and result.returns.shape == (1, 2)

@@ -141,18 +141,24 @@ def _worker_main(conn, env: str, version: str) -> None:
         except (EOFError, OSError):
             return
         tag, body = msg[:1], msg[1:]
+        if tag == b"C":
+            return
         try:
             if tag == b"S":
                 actions = np.frombuffer(body, dtype=np.float32).reshape(-1, act_dim)
-                conn.send_bytes(b"O" + envs.step(actions).tobytes())
+                reply = b"O" + envs.step(actions).tobytes()
             elif tag == b"R":
-                conn.send_bytes(b"O" + envs.reset(pickle.loads(body)).tobytes())
+                reply = b"O" + envs.reset(pickle.loads(body)).tobytes()
             elif tag == b"T":  # CPU seconds this worker has used (benchmarks)
-                conn.send_bytes(b"O" + np.float64(time.process_time()).tobytes())
-            elif tag == b"C":
-                return
+                reply = b"O" + np.float64(time.process_time()).tobytes()
+            else:
+                raise ValueError(f"unknown message {tag!r}")
         except Exception:
-            conn.send_bytes(b"E" + traceback.format_exc().encode())
+            reply = b"E" + traceback.format_exc().encode()
+        try:
+            conn.send_bytes(reply)
+        except OSError:  # the parent closed the pool (or died) while we worked
+            return
 
 
 class EnvWorkerPool:
@@ -198,11 +204,15 @@ class EnvWorkerPool:
             return self.local.reset(list(seeds)).copy()
         bounds = np.linspace(0, len(seeds), min(self.workers, len(seeds)) + 1).round().astype(int)
         self.slices = list(zip(bounds[:-1], bounds[1:]))
-        for k, (lo, hi) in enumerate(self.slices):
-            self.conns[k].send_bytes(b"R" + pickle.dumps([int(s) for s in seeds[lo:hi]]))
-        obs = np.empty((len(seeds), d))
-        for k, (lo, hi) in enumerate(self.slices):
-            obs[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d)
+        try:
+            for k, (lo, hi) in enumerate(self.slices):
+                self.conns[k].send_bytes(b"R" + pickle.dumps([int(s) for s in seeds[lo:hi]]))
+            obs = np.empty((len(seeds), d))
+            for k, (lo, hi) in enumerate(self.slices):
+                obs[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d)
+        except BaseException:
+            self.close()
+            raise
         return obs
 
     def step(self, actions: np.ndarray) -> np.ndarray:
@@ -210,11 +220,15 @@ class EnvWorkerPool:
         d = self.spec.obs_dim
         if self.local is not None:
             return self.local.step(actions)
-        for k, (lo, hi) in enumerate(self.slices):
-            self.conns[k].send_bytes(b"S" + actions[lo:hi].tobytes())
-        out = np.empty((len(actions), d + 2))
-        for k, (lo, hi) in enumerate(self.slices):
-            out[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d + 2)
+        try:
+            for k, (lo, hi) in enumerate(self.slices):
+                self.conns[k].send_bytes(b"S" + actions[lo:hi].tobytes())
+            out = np.empty((len(actions), d + 2))
+            for k, (lo, hi) in enumerate(self.slices):
+                out[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d + 2)
+        except BaseException:
+            self.close()  # interrupted between send and receive: replies may be pending, the pool is unusable
+            raise
         return out
 
     def cpu_seconds(self) -> float:
