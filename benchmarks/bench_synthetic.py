@@ -95,8 +95,8 @@ def main() -> None:
         for states in args.states:
             for sampler in args.samplers:
                 try:
-                    meta, build, rate, per_call, cpu_rate = bench_tokens(states, device, sampler, args.batch, args.seconds,
-                                                               args.temperature, args.order)
+                    meta, build, rate, per_call, cpu_rate = bench_tokens(
+                        states, device, sampler, args.batch, args.seconds, args.temperature, args.order)
                 except Exception as e:  # a sampler that does not apply (blocked for large M)
                     print(f"| {device} | {states} | {args.order} | {args.temperature} | - | {sampler} | - | - | "
                           f"n/a: {e} | |")

@@ -18,13 +18,18 @@ Row sources (recorded as ``row_source`` in the metadata)
   once, K chosen so that no acceptance happens with probability <= 1e-12 (then the first proposal is
   taken).
 
-Samplers for the reference rows (same uniforms, identical tokens; the test suite checks it)
-- ``"loop"``: one step per position, all sequences at once (CPU default for M > 16; any order n);
-- ``"blocked"`` (n = 1, M <= ``BLOCKED_MAX_STATES``; the CUDA default, and the CPU default for M <= 16): for every position the
-  transition is a function of the current state given that position's uniform, so tabulate it for
-  all M states, compose the tables inside blocks of 32 positions (parallel over blocks), compose the
-  block maps by doubling to get every block's start, and read every token off the composed tables:
-  ~60 kernel launches per batch instead of thousands, which is what a GPU needs.
+Samplers (each draws the same randomness from the generator, so for one row source they give
+identical tokens; the test suite checks it)
+- ``"loop"``: one step per position, all sequences at once (any order n; CPU default for M > 16);
+- ``"blocked"`` (reference rows, n = 1, M <= ``BLOCKED_MAX_STATES``; CUDA default, CPU default for
+  M <= 16): for every position the transition is a function of the current state given that
+  position's uniform, so tabulate it for all M states, compose the tables inside blocks of 32
+  positions (parallel over blocks), compose the block maps by doubling to get every block's start,
+  and read every token off the composed tables: ~60 kernel launches per batch instead of thousands,
+  which is what a GPU needs;
+- ``"wavefront"`` (counter-hash rows with rejection, n = 1, e^{-1/τ} >= 0.1; default on both
+  devices): a position whose first proposal passes whatever the context is known at once; rounds
+  then resolve every position whose predecessor is known (~10-30 rounds per batch at τ = 1).
 """
 
 from __future__ import annotations
