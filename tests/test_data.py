@@ -271,3 +271,32 @@ def test_truncated_hdf5_file_is_refused(tmp_path):
     assert str(cut) in str(err.value)
     with pytest.raises(UserError, match="is a directory"):
         load_dataset(str(tmp_path))
+
+
+def check_d4rl_layout(ds, steps):
+    """Invariants of a made file: exact length, consistent next rows, one partial episode at most (last)."""
+    assert len(ds) == steps
+    inside = np.flatnonzero(~(ds.terminals | ds.timeouts)[:-1])
+    np.testing.assert_array_equal(ds.next_observations[inside], ds.observations[inside + 1])
+    assert not (ds.terminals & ds.timeouts).any()
+    stored = np.asarray(ds.meta["episode_returns"])
+    complete = ds.num_episodes - int(ds.has_partial_episode)
+    assert len(stored) == complete and ds.meta["tail_steps"] == (ds.episode_lengths()[-1] if ds.has_partial_episode else 0)
+    np.testing.assert_allclose(ds.episode_returns()[:complete], stored, atol=1e-3)
+
+
+def test_batched_rollouts_keep_the_d4rl_layout_and_do_not_depend_on_workers(tmp_path):
+    a = load_dataset(str(make_dataset("hopper", SinePolicy(3, seed=1), 700, tmp_path / "a.hdf5", seed=3,
+                                      envs=4, workers=0)))
+    b = load_dataset(str(make_dataset("hopper", SinePolicy(3, seed=1), 700, tmp_path / "b.hdf5", seed=3,
+                                      envs=4, workers=2)))
+    check_d4rl_layout(a, 700)
+    np.testing.assert_array_equal(a.observations, b.observations)
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    assert a.meta["rollout_envs"] == 4
+    # a time-limited environment: 1000-step episodes end in timeouts, not terminals
+    c = load_dataset(str(make_dataset("halfcheetah", RandomPolicy(6, seed=0), 2500, tmp_path / "c.hdf5", seed=0,
+                                      envs=2, workers=0)))
+    check_d4rl_layout(c, 2500)
+    assert c.timeouts.sum() == 2 and not c.terminals.any() and c.has_partial_episode
+    assert list(c.episode_lengths()) == [1000, 1000, 500]

@@ -1,6 +1,6 @@
 """``synthrl data``: make D4RL-format datasets by rolling out a policy, and describe a dataset.
 
-    synthrl data make ENV --policy random|sine|RUN_DIR --steps N --out FILE [--seed S] [--version v4|v5]
+    synthrl data make ENV --policy random|sine|RUN_DIR --steps N --out FILE [--seed S] [--version v4|v5] [--envs B]
     synthrl data info NAME|FILE [--env ENV] [--json]
 """
 
@@ -52,6 +52,11 @@ def register(subparsers) -> None:
     make.add_argument("--noise", type=_noise, default=0.0, help="Gaussian action noise added to a saved policy")
     make.add_argument("--member", type=nonneg_int, default=0, help="which ensemble member of a saved run acts (default 0)")
     make.add_argument("--device", default="cpu", help="device for a saved policy (default cpu)")
+    make.add_argument("--envs", type=positive_int, default=1,
+                      help="episodes rolled out together, one batched policy call per step (default 1; use "
+                           "16-64 for a saved policy, above all on a GPU)")
+    make.add_argument("--workers", type=nonneg_int, default=None,
+                      help="processes stepping the environments (default: none for --envs 1, else one per CPU)")
     make.add_argument("--gzip", action="store_true", help="gzip-compress the arrays (smaller, slower to load)")
     make.add_argument("--quiet", action="store_true", help="no progress bar")
     make.set_defaults(func=run_make)
@@ -86,7 +91,7 @@ def run_make(args) -> int:
             description += f" + gaussian noise {args.noise}"
     path = make_dataset(args.env, policy, args.steps, out, seed=args.seed, version=args.version,
                         progress=not args.quiet, compression="gzip" if args.gzip else None,
-                        policy_description=description)
+                        policy_description=description, envs=args.envs, workers=args.workers)
     print(f"wrote {path} ({args.steps} steps of {args.env} {args.version}, policy: {description})")
     return 0
 

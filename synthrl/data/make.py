@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from synthrl.envs.make import make_env
 from synthrl.envs.specs import MAX_EPISODE_STEPS, check_version, get_spec
 from synthrl.utils.io import atomic_write
 
@@ -56,60 +55,94 @@ def _is_numeric_sequence(value) -> bool:
 
 
 def rollout(env: str, policy, steps: int, seed: int = 0, version: str = "v4", progress: bool = False,
-            policy_description: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    """Roll `policy` (a BatchPolicy used with batch 1) out for exactly `steps` environment steps."""
+            policy_description: str | None = None, envs: int = 1,
+            workers: int | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Roll a BatchPolicy out for exactly `steps` environment steps, `envs` episodes at a time.
+
+    Rounds: every round resets `envs` environments (reset seeds drawn from `seed`), calls
+    `policy.reset(envs)` and steps them together, one batched policy call per step, until their
+    episodes end; the episodes are appended in environment order. The last episode is cut where the
+    step budget ends (a trailing partial episode), and stepping stops as soon as the rows still
+    needed are complete. With envs=1 this is a plain sequential rollout. Many envs make a GPU
+    policy (a trained DT or CQL agent) fast; `workers` processes step them (default: none for one
+    env, else one per CPU).
+    """
     from tqdm import tqdm
+
+    from synthrl.envs.evaluate import EnvWorkerPool, default_workers
 
     spec = get_spec(env)
     version = check_version(version)
-    environment = make_env(spec.name, version)
+    envs = max(1, int(envs))
+    workers = (0 if envs == 1 else default_workers(envs)) if workers is None else int(workers)
     reset_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xDA7A]))
-    obs_buf = np.empty((steps, spec.obs_dim), np.float32)
-    next_buf = np.empty((steps, spec.obs_dim), np.float32)
-    act_buf = np.empty((steps, spec.act_dim), np.float32)
-    rew_buf = np.empty(steps, np.float32)
-    term_buf = np.zeros(steps, bool)
-    timeout_buf = np.zeros(steps, bool)
+    d = spec.obs_dim
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "rewards", "next_observations",
+                                                          "terminals", "timeouts")}
     returns, lengths, reset_seeds, terminated_flags = [], [], [], []
+    total = 0
     started = time.perf_counter()
     bar = tqdm(total=steps, desc=f"rollout {spec.gym_id(version)}", unit="step", disable=not progress,
                mininterval=0.5, smoothing=0.05)
-    i = 0
-    while i < steps:
-        reset_seed = int(reset_rng.integers(0, 2**31 - 1))
-        obs, _ = environment.reset(seed=reset_seed)
-        policy.reset(1)
-        last_reward = np.zeros(1, np.float32)
-        episode_return, episode_start = 0.0, i
-        while i < steps:
-            action = np.asarray(policy.act(np.asarray(obs, np.float32)[None], last_reward), np.float32).reshape(-1)
-            action = np.clip(action, -1.0, 1.0)
-            next_obs, reward, terminated, truncated, _ = environment.step(action)
-            obs_buf[i], act_buf[i], next_buf[i] = obs, action, next_obs
-            rew_buf[i] = reward
-            term_buf[i] = terminated
-            timeout_buf[i] = truncated and not terminated
-            episode_return += float(np.float32(reward))
-            last_reward = np.full(1, reward, np.float32)
-            obs = next_obs
-            i += 1
-            if i % 1000 == 0:
-                bar.update(1000)
-            if terminated or truncated:
-                returns.append(episode_return)
-                lengths.append(i - episode_start)
-                reset_seeds.append(reset_seed)
-                terminated_flags.append(bool(terminated))
-                break
-    bar.update(steps - bar.n)
-    bar.close()
+    pool = EnvWorkerPool(spec.name, version, min(workers, envs))  # private: closed below
+    try:
+        while total < steps:
+            need = steps - total
+            seeds = reset_rng.integers(0, 2**31 - 1, size=envs)
+            obs = pool.reset(seeds)
+            policy.reset(envs)
+            last_rewards = np.zeros(envs, np.float32)
+            done = np.zeros(envs, bool)
+            length = np.zeros(envs, np.int64)
+            history = {k: [] for k in ("obs", "act", "rew", "next", "code")}
+            while not done.all():
+                # stop once the episodes that will be kept (in env order, up to `need` rows) are complete
+                cum = np.cumsum(length)
+                enough = np.flatnonzero(cum >= need)
+                if enough.size and done[: enough[0]].all():
+                    break
+                actions = np.asarray(policy.act(obs.astype(np.float32), last_rewards), np.float32)
+                actions = np.clip(actions.reshape(envs, spec.act_dim), -1.0, 1.0)
+                out = pool.step(actions)
+                running = ~done
+                history["obs"].append(obs.astype(np.float32))
+                history["act"].append(actions)
+                history["rew"].append(out[:, d].astype(np.float32))
+                history["next"].append(out[:, :d].astype(np.float32))
+                history["code"].append(np.where(running, out[:, d + 1], 0.0).astype(np.int8))
+                obs, last_rewards = out[:, :d], out[:, d].astype(np.float32)
+                length += running
+                done |= out[:, d + 1] > 0.5
+                bar.update(int(min(running.sum(), max(0, steps - bar.n))))
+            stacked = {k: np.stack(v) for k, v in history.items()}  # [T, envs, ...]
+            for b in range(envs):
+                n = int(min(length[b], steps - total))
+                if n == 0:
+                    break
+                code = stacked["code"][:n, b]
+                parts["observations"].append(stacked["obs"][:n, b])
+                parts["actions"].append(stacked["act"][:n, b])
+                parts["rewards"].append(stacked["rew"][:n, b])
+                parts["next_observations"].append(stacked["next"][:n, b])
+                parts["terminals"].append(code == 1)
+                parts["timeouts"].append(code == 2)
+                total += n
+                if n == length[b] and done[b]:  # a whole episode
+                    returns.append(float(stacked["rew"][:n, b].astype(np.float64).sum()))
+                    lengths.append(n)
+                    reset_seeds.append(int(seeds[b]))
+                    terminated_flags.append(bool(code[-1] == 1))
+    finally:
+        pool.close()
+        bar.update(steps - bar.n)
+        bar.close()
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
     tail_steps = steps - int(sum(lengths))
-    arrays = {"observations": obs_buf, "actions": act_buf, "rewards": rew_buf, "terminals": term_buf,
-              "timeouts": timeout_buf, "next_observations": next_buf}
     meta = rollout_metadata(spec, version, seed, steps, policy_description or _describe(policy),
                             returns, lengths, reset_seeds, terminated_flags, tail_steps,
-                            float(rew_buf[steps - tail_steps:].astype(np.float64).sum()),
+                            float(arrays["rewards"][steps - tail_steps:].astype(np.float64).sum()),
                             time.perf_counter() - started)
+    meta["rollout_envs"] = envs
     return arrays, meta
 
 
@@ -157,8 +190,8 @@ def rollout_metadata(spec, version, seed, steps, policy, returns, lengths, reset
 
 def make_dataset(env: str, policy, steps: int, out: str | Path, seed: int = 0, version: str = "v4",
                  progress: bool = False, compression: str | None = None,
-                 policy_description: str | None = None) -> Path:
+                 policy_description: str | None = None, envs: int = 1, workers: int | None = None) -> Path:
     """Roll out and write one D4RL-format file; returns its path."""
     arrays, meta = rollout(env, policy, steps, seed=seed, version=version, progress=progress,
-                           policy_description=policy_description)
+                           policy_description=policy_description, envs=envs, workers=workers)
     return write_d4rl_hdf5(out, arrays, meta, compression=compression)

@@ -111,7 +111,8 @@ class _EnvSlice:
         return self.last
 
     def step(self, actions: np.ndarray) -> np.ndarray:
-        """-> float64 [n, dS + 2]: observation, reward, done. Finished episodes keep their last observation."""
+        """-> float64 [n, dS + 2]: observation, reward, done (0 running, 1 terminated, 2 time limit; episodes
+        finished before this step report 1 and keep their last observation)."""
         n, d = self.last.shape
         out = np.zeros((n, d + 2))
         out[:, :d] = self.last
@@ -122,7 +123,7 @@ class _EnvSlice:
             out[k, d] = reward
             self.steps[k] += 1
             if terminated or self.steps[k] >= MAX_EPISODE_STEPS:
-                out[k, d + 1] = 1.0
+                out[k, d + 1] = 1.0 if terminated else 2.0  # 2: cut by the time limit (a D4RL timeout)
                 self.active[k] = False
         self.last = out[:, :d].copy()
         return out
@@ -216,7 +217,7 @@ class EnvWorkerPool:
         return obs
 
     def step(self, actions: np.ndarray) -> np.ndarray:
-        """actions float32 [B, dA] -> float64 [B, dS + 2] (observation, reward, done)."""
+        """actions float32 [B, dA] -> float64 [B, dS + 2] (observation, reward, done code as in _EnvSlice.step)."""
         d = self.spec.obs_dim
         if self.local is not None:
             return self.local.step(actions)
