@@ -159,3 +159,21 @@ def test_bf16_autocast_loss_tracks_fp32():
     assert all(math.isfinite(x) for x in losses["bf16"])
     assert abs(losses["bf16"][0] - losses["fp32"][0]) < 0.02
     assert abs(sum(losses["bf16"][-5:]) - sum(losses["fp32"][-5:])) / 5 < 0.05
+
+
+def test_text_source_yields_contiguous_byte_windows(tmp_path):
+    from synthrl.dt.text import TextTokenSource, decode, encode
+
+    text = "Grüße — offline RL. " * 10
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(text, encoding="utf-8")
+    assert decode(encode(text)) == text
+    src = TextTokenSource(corpus, length=12)
+    tokens, targets = src.sample(20, torch.Generator().manual_seed(0))
+    assert targets is None and tokens.shape == (20, 12) and tokens.dtype == torch.int64
+    raw = corpus.read_bytes()
+    for row in tokens.tolist():
+        assert bytes(row) in raw  # a contiguous slice of the corpus
+    assert len({tuple(r) for r in tokens.tolist()}) > 1
+    with pytest.raises(UserError, match="at least"):
+        TextTokenSource(corpus, length=10_000)
