@@ -5,10 +5,13 @@ import os
 import re
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from scaleout_cluster import loopback_cluster
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -126,3 +129,21 @@ def test_trial_metrics_reach_the_prometheus_endpoint(one_gpu_cluster):
     text = scrape()
     assert value(text, "synthrl_normalized_score") == 50.0
     ray.kill(trial)
+
+
+def test_sweep_plan_cluster_prints_the_packing_and_what_launch_would_refuse(one_gpu_cluster, capsys):
+    from synthrl.cli import main
+
+    sweep = str(REPO / "sweeps" / "optuna_cql_minq.yaml")
+    assert main(["sweep", "plan", sweep, "--cluster", "--address", one_gpu_cluster.address]) == 0
+    out = capsys.readouterr().out
+    assert "stage 1: 1 x pre-training job {CPU: 1, GPU: 1}" in out
+    # 24 Optuna samples of 0.25 GPU + 1 CPU on a 4-CPU, 1-GPU node; the search caps them at 4 anyway
+    assert "stage 2: 24 x fine-tuning trial {CPU: 1, GPU: 0.25}" in out
+    assert "4 at once in all (the sweep's max_concurrent 4), 6 wave(s)" in out
+    assert "launch would be refused" not in out
+
+    assert main(["sweep", "plan", sweep, "--cluster", "--address", one_gpu_cluster.address,
+                 "--set", "resources.gpu_per_trial=2"]) == 0
+    out = capsys.readouterr().out
+    assert "launch would be refused: resources.gpu_per_trial: each fine-tuning trial asks for 2 GPU" in out

@@ -142,3 +142,23 @@ def test_seed_group_tags_and_mean_score():
     assert seed_group_tag([5]) == "5"
     assert mean_score([{"normalized_score": 10.0}, {"normalized_score": "30"}]) == 20.0
     assert mean_score([{"normalized_score": None}, {"return": 3}]) is None
+
+
+def test_plan_requests_follow_the_sweep_file_and_the_fallback():
+    from synthrl.sweep.plan import make_plan
+    from synthrl.sweep.schema import sweep_from_dict
+    from trainables.cluster import plan_requests
+
+    sweep = sweep_from_dict({
+        "name": "dt2", "algorithm": "dt", "datasets": ["hopper-medium-v2", "walker2d-medium-v2"], "seeds": "0-3",
+        "seeds_per_trial": 2, "resources": {"gpu_per_trial": 0.25, "cpus_per_trial": 2, "pretrain_gpus": 2},
+        "variants": [{"name": "DT"}, {"name": "DT+MC", "pretrain": {"data": "mc", "steps": 1000}}]})
+    pretrain, trials = plan_requests(make_plan(sweep))
+    # one DT artifact shared by both datasets, on 2 Ray Train workers of one GPU each
+    assert (pretrain.count, pretrain.bundles, pretrain.bundle["GPU"]) == (1, 2, 1.0)
+    assert pretrain.where == "resources.pretrain_gpus"
+    # 2 variants x 2 datasets x 2 seed groups
+    assert (trials.count, trials.bundle) == (8, {"CPU": 2, "GPU": 0.25})
+    # on a GPU-less cluster the launcher asks for CPU only, and so does the check
+    _, cpu_trials = plan_requests(make_plan(sweep), {"cpu": 2, "gpu": 0.0}, {"num_cpus": 1, "num_gpus": 0.0})
+    assert cpu_trials.bundle["GPU"] == 0.0 and cpu_trials.where == "resources.cpus_per_trial"

@@ -20,7 +20,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import urlparse
@@ -66,6 +66,9 @@ def connect(address: str, **init_kwargs) -> None:
 
     if ray.is_initialized():
         return
+    if address.startswith(("http://", "https://")):
+        raise UserError(f"--address {address}: that is a dashboard (Jobs API) address; join the cluster at its "
+                        "GCS address HEAD:6379 instead, or use `synthrl sweep submit` with this one")
     if address not in ("auto", "local"):
         check_reachable(address, 6379)
     try:
@@ -157,7 +160,7 @@ class ResourceRequest:
     bundles: int = 1                # Ray Train workers of a multi-GPU pre-training job
     where: str = ""                 # the sweep-file key that sets it, e.g. "resources.gpu_per_trial"
     stage: str = "trials"
-    extra: dict = field(default_factory=dict)
+    max_concurrent: int | None = None   # a cap of the sweep's own (Optuna's concurrency limit)
 
 
 def cluster_nodes() -> list[NodeCapacity]:
@@ -195,6 +198,42 @@ def slots_on(bundle: dict[str, float], capacity: dict[str, float]) -> int:
     if not needed:
         return 10**9  # a zero-resource request is not limited by this node
     return min(int(math.floor(capacity.get(k, 0.0) / v + EPS)) for k, v in needed.items())
+
+
+def plan_requests(plan, trial_request: dict | None = None, pretrain_request: dict | None = None,
+                  trials: int | None = None) -> list[ResourceRequest]:
+    """The resource requests a sweep plan launches: stage 1 pre-training jobs, stage 2 trials.
+
+    ``trial_request`` ({"cpu", "gpu"}) and ``pretrain_request`` ({"num_cpus", "num_gpus"}) are what
+    the launcher will actually ask for (after a CPU fallback); by default the sweep file's values.
+    A DT pre-training job on several GPUs is that many Ray Train workers of one GPU each.
+    """
+    sweep = plan.sweep
+    res = sweep.resources
+    trial_request = trial_request or {"cpu": res.cpus_per_trial, "gpu": res.gpu_per_trial}
+    pretrain_request = pretrain_request or {"num_cpus": res.pretrain_cpus, "num_gpus": float(res.pretrain_gpus)}
+    requests = []
+    artifacts = [a for a in plan.artifacts if a.needs is None]
+    if artifacts:
+        gpus = float(pretrain_request["num_gpus"])
+        if sweep.algorithm == "dt" and gpus > 1:
+            requests.append(ResourceRequest("pre-training job (Ray Train)", {"CPU": pretrain_request["num_cpus"],
+                                            "GPU": 1.0}, count=len(artifacts), bundles=int(gpus),
+                                            where="resources.pretrain_gpus", stage="stage 1"))
+        else:
+            requests.append(ResourceRequest("pre-training job", {"CPU": pretrain_request["num_cpus"], "GPU": gpus},
+                                            count=len(artifacts), where="resources.pretrain_gpus", stage="stage 1"))
+    cap = None
+    if trials is None:
+        trials = len(plan.runnable_trials())
+        if sweep.search is not None:
+            trials *= sweep.search.num_samples
+            cap = sweep.search.max_concurrent
+    if trials:
+        where = "resources.gpu_per_trial" if trial_request["gpu"] > 0 else "resources.cpus_per_trial"
+        requests.append(ResourceRequest("fine-tuning trial", {"CPU": trial_request["cpu"], "GPU": trial_request["gpu"]},
+                                        count=trials, where=where, stage="stage 2", max_concurrent=cap))
+    return requests
 
 
 def check_requests(requests: Iterable[ResourceRequest], nodes: Sequence[NodeCapacity],
@@ -246,6 +285,8 @@ def packing_report(requests: Sequence[ResourceRequest], nodes: Sequence[NodeCapa
     for req in requests:
         per_node = {n.name: slots_on(req.bundle, n.resources) for n in nodes}
         at_once = sum(min(s, req.count * req.bundles) for s in per_node.values()) // req.bundles
+        if req.max_concurrent:
+            at_once = min(at_once, req.max_concurrent)
         lines.append(f"{req.stage}: {req.count} x {req.label} {_bundle_text(req.bundle)}"
                      + (f" x {req.bundles} workers" if req.bundles > 1 else ""))
         for name, slots in per_node.items():
@@ -254,8 +295,31 @@ def packing_report(requests: Sequence[ResourceRequest], nodes: Sequence[NodeCapa
         if at_once == 0:
             lines.append("  fits on no live node" + (" (waits for autoscaling)" if node_types else ""))
         else:
-            lines.append(f"  {min(at_once, req.count)} at once in all, {math.ceil(req.count / at_once)} wave(s)")
+            capped = f" (the sweep's max_concurrent {req.max_concurrent})" if at_once == req.max_concurrent else ""
+            lines.append(f"  {min(at_once, req.count)} at once in all{capped}, "
+                         f"{math.ceil(req.count / at_once)} wave(s)")
     return lines
+
+
+def cluster_packing_text(plan, address: str = "auto") -> str:
+    """``synthrl sweep plan --cluster``: join the cluster, print how the plan packs, and say up front
+    what launch would refuse."""
+    import ray
+
+    joined_here = not ray.is_initialized()
+    connect(address, logging_level="ERROR", log_to_driver=False)
+    try:
+        nodes, node_types = cluster_nodes(), autoscale_node_types()
+    finally:
+        if joined_here:
+            ray.shutdown()
+    requests = plan_requests(plan)
+    lines = [f"packing of {plan.sweep.name} on the cluster at {address}:", *packing_report(requests, nodes, node_types)]
+    try:
+        check_requests(requests, nodes, node_types)
+    except UserError as e:
+        lines.append(f"launch would be refused: {e}")
+    return "\n".join(lines)
 
 
 # -- experiment trackers -------------------------------------------------------------------------

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     p = verbs.add_parser("plan", help="print the trials, artifacts, resources and GPU-hours; runs nothing")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--trials", action="store_true", help="list every trial")
+    p.add_argument("--cluster", action="store_true",
+                   help="also show how the trials pack on a Ray cluster's nodes (joins --address, default auto)")
+    p.add_argument("--address", default=None, metavar="ADDR", help="with --cluster: the cluster (HEAD:6379)")
     set_option(p)
     p.set_defaults(func=_plan)
 
@@ -60,6 +63,20 @@ def register(subparsers) -> None:
                    help="do not start the Ray dashboard (local Ray only; it listens on 127.0.0.1)")
     set_option(p)
     p.set_defaults(func=_run)
+
+    p = verbs.add_parser("submit", help="submit a sweep as a Ray Job to a cluster; prints the job id, dashboard "
+                                        "URL and the command that follows its logs")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--address", required=True, metavar="http://HEAD:8265",
+                   help="the cluster's dashboard (Jobs API) address")
+    p.add_argument("--name", default=None, help="sweep name (default: the file's `name`)")
+    p.add_argument("--storage", metavar="PATH|URI", default=None,
+                   help="results root as the cluster sees it (shared NFS path or s3://...; default: the head's "
+                        "$SYNTHRL_STORE or ~/.cache/synthrl)")
+    p.add_argument("--max-gpus", type=_nonneg_float, default=None, metavar="N")
+    p.add_argument("--log", type=_log_names, default=None, metavar="wandb|mlflow")
+    set_option(p)
+    p.set_defaults(func=_submit)
 
     p = verbs.add_parser("resume", help="resume an interrupted sweep (errored trials from their checkpoints)")
     p.add_argument("name", metavar="NAME")
@@ -105,10 +122,47 @@ def _load(args):
 def _plan(args) -> int:
     from synthrl.sweep.plan import make_plan, plan_summary
 
-    for i, (sweep, _, _) in enumerate(_load(args)):
+    plans = [make_plan(sweep) for sweep, _, _ in _load(args)]
+    for i, plan in enumerate(plans):
         if i:
             print()
-        print(plan_summary(make_plan(sweep), show_trials=args.trials))
+        print(plan_summary(plan, show_trials=args.trials))
+    if args.cluster:
+        from trainables.cluster import cluster_packing_text
+
+        for plan in plans:
+            print()
+            print(cluster_packing_text(plan, args.address or "auto"))
+    return 0
+
+
+def _submit(args) -> int:
+    import os
+
+    from trainables.cluster import submit_job
+
+    sweeps = _load(args)   # refuse a bad file here, before anything reaches the cluster
+    run_args = []
+    if args.name:
+        run_args += ["--name", args.name]
+    storage = args.storage
+    if storage:
+        storage = storage if "://" in storage else os.path.abspath(os.path.expanduser(storage))
+        run_args += ["--storage", storage]
+    if args.max_gpus is not None:
+        run_args += ["--max-gpus", f"{args.max_gpus:g}"]
+    if args.log:
+        run_args += ["--log", ",".join(args.log)]
+    for item in args.overrides:
+        run_args += ["--set", item]
+    name = sweeps[0][0].name if len(sweeps) == 1 else (args.name or sweeps[0][0].name)
+    job = submit_job(args.file, args.address, name, run_args)
+    print(f"job {job.job_id} submitted")
+    print(f"dashboard: {job.dashboard_url}")
+    print(f"follow:    {job.follow_command}")
+    where = f" --storage {storage}" if storage else ""
+    for sweep, _, _ in sweeps:
+        print(f"status:    synthrl sweep status {sweep.name}{where}")
     return 0
 
 
