@@ -191,7 +191,9 @@ def _mdp_row_entropy(obs, act, S, A, tau_pi, tau_p) -> str:
     def mean_entropy(seeds, width, tau):
         if math.isinf(tau):
             return math.log(width)
-        rows = np.stack([np.random.RandomState(int(s)).random_sample(width) for s in seeds])
+        from synthrl.synthetic.mdp import _legacy_rand_rows
+
+        rows = _legacy_rand_rows(seeds, width)
         probs = torch.softmax(torch.from_numpy(rows).float() / tau, dim=1).double().numpy()
         return float(entropy(probs).mean())
 

@@ -90,6 +90,8 @@ def first_randint(seeds: np.ndarray, high: int, draws: int | None = None) -> np.
     first = np.argmax(accepted, axis=-1)
     result = np.take_along_axis(words, first[..., None], axis=-1)[..., 0]
     missing = ~accepted.any(axis=-1)
+    generator = np.random.RandomState()
     for index in zip(*np.nonzero(missing)):
-        result[index] = np.random.RandomState(int(seeds[index])).randint(high)
+        generator.seed(int(seeds[index]))
+        result[index] = generator.randint(high)
     return result.astype(np.int64)
