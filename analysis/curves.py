@@ -44,8 +44,8 @@ def curve_stats(frame: pd.DataFrame, value: str = "normalized_score", offset: bo
     """Per (variant, dataset, x): mean and population std over seeds; x = update (+ pre-training updates)."""
     data = frame.dropna(subset=[value]).copy()
     data["x"] = data["update"] + (data["pretrain_updates"] if offset else 0)
-    stats = data.groupby(["variant", "dataset", "x"], sort=False)[value].agg(
-        mean="mean", std=lambda v: float(v.std(ddof=0)), n="size").reset_index()
+    grouped = data.groupby(["variant", "dataset", "x"], sort=False)[value]
+    stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "n": grouped.size()}).reset_index()
     return stats.sort_values(["variant", "dataset", "x"], kind="stable")
 
 

@@ -159,7 +159,7 @@ class Records:
 
     @property
     def variants(self) -> list[str]:
-        return list(dict.fromkeys(self.frame["variant"]))
+        return [str(v) for v in self.frame["variant"].unique()]  # in order of appearance
 
     @property
     def datasets(self) -> list[str]:
@@ -173,7 +173,9 @@ class Records:
 
 def _num(series: pd.Series, what: str, column: str) -> pd.Series:
     values = pd.to_numeric(series, errors="coerce")
-    bad = values.isna() & series.notna() & (series.astype(str).str.strip() != "")
+    bad = values.isna() & series.notna()
+    if bad.any():
+        bad &= series.astype(str).str.strip() != ""
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(f"{what}: column {column!r}, data row {row + 1}: expected a number, got {series.iloc[row]!r}")
@@ -192,7 +194,8 @@ def _finish(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     frame["update"] = frame["update"].astype(int)
     frame["pretrain_updates"] = frame["pretrain_updates"].fillna(0).astype(int)
     frame["finetune_ratio"] = frame["finetune_ratio"].fillna(1.0).astype(float)
-    frame["dataset"] = frame["dataset"].astype(str).map(dataset_key)
+    names = frame["dataset"].astype(str)
+    frame["dataset"] = names.map({name: dataset_key(name) for name in names.unique()})
     frame["variant"] = frame["variant"].astype(str)
     frame["algorithm"] = frame["algorithm"].astype(str).str.lower()
     return frame
@@ -345,10 +348,12 @@ def _infer_expected(frame: pd.DataFrame, declared: pd.DataFrame) -> pd.DataFrame
     from params.json (updates / eval_every) where known, else the most any seed of the variant has.
     """
     rows = []
-    by_variant_seeds = frame.groupby("variant")["seed"].agg(lambda s: set(s.astype(int))).to_dict()
+    seeds_seen = frame[["variant", "seed"]].drop_duplicates()
+    by_variant_seeds = seeds_seen.groupby("variant")["seed"].agg(lambda s: set(s.astype(int))).to_dict()
     counts = frame.groupby(["variant", "dataset", "seed"]).size()
     most_evals = counts.groupby(level="variant").max().to_dict() if len(counts) else {}
-    pairs = set(zip(frame["variant"], frame["dataset"])) | set(zip(declared["variant"], declared["dataset"]))
+    present = frame[["variant", "dataset"]].drop_duplicates()
+    pairs = set(zip(present["variant"], present["dataset"])) | set(zip(declared["variant"], declared["dataset"]))
     for variant, dataset in pairs:
         decl = declared[(declared["variant"] == variant) & (declared["dataset"] == dataset)]
         seeds = set(by_variant_seeds.get(variant, set()))

@@ -159,6 +159,7 @@ class Table:
     paper_number: int | None = None
     paper: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (dataset|average, variant)
     no_bold: set[str] = field(default_factory=set)  # columns outside the bold rule (compute's pre-training)
+    _index: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def higher_is_better(self) -> bool:
@@ -175,11 +176,11 @@ class Table:
         return False
 
     def cell(self, dataset: str, variant: str) -> dict | None:
-        if dataset == AVERAGE:
-            rows = self.average[self.average["variant"] == variant]
-        else:
-            rows = self.cells[(self.cells["dataset"] == dataset) & (self.cells["variant"] == variant)]
-        return rows.iloc[0].to_dict() if len(rows) else None
+        """The cell's mean, std, n_seeds, partial (None where there is none); dataset 'average': the average row."""
+        if self._index is None:
+            self._index = {(row["dataset"], row["variant"]): row for row in self.cells.to_dict("records")}
+            self._index.update({(AVERAGE, row["variant"]): row for row in self.average.to_dict("records")})
+        return self._index.get((dataset, variant))
 
     def row_values(self, dataset: str) -> list[float]:
         """The row's cell means (NaN where missing or outside the bold rule)."""
@@ -207,14 +208,18 @@ def coverage(records: Records, variants: list[str], datasets: list[str]) -> tupl
     frame, expected = records.frame, records.expected
     partial: set[tuple[str, str]] = set()
     notes: list[str] = []
+    groups = {key: g for key, g in frame.groupby(["variant", "dataset"], sort=False)}
+    expectations = {key: g for key, g in expected.groupby(["variant", "dataset"], sort=False)}
+    nothing, no_expectation = frame.iloc[0:0], expected.iloc[0:0]
+    known = set(frame["variant"].unique()) | set(expected["variant"].unique())
     for variant in variants:
-        if variant not in set(frame["variant"]) and variant not in set(expected["variant"]):
+        if variant not in known:
             partial |= {(variant, d) for d in datasets}
             notes.append(f"{variant}: no runs in the records")
             continue
         for dataset in datasets:
-            group = frame[(frame["variant"] == variant) & (frame["dataset"] == dataset)]
-            exp = expected[(expected["variant"] == variant) & (expected["dataset"] == dataset)]
+            group = groups.get((variant, dataset), nothing)
+            exp = expectations.get((variant, dataset), no_expectation)
             where = f"{variant} / {dataset}"
             if group.empty:
                 partial.add((variant, dataset))
