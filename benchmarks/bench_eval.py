@@ -28,6 +28,26 @@ def mlp(obs_dim: int, act_dim: int) -> torch.nn.Module:
     )
 
 
+def per_env_cpu_speed(envs: int = 10, steps: int = 300) -> None:
+    """Steps per CPU-second of the evaluator's own stepping (_EnvSlice), random actions, no policy."""
+    import numpy as np
+
+    from synthrl.envs.evaluate import _EnvSlice
+
+    rng = np.random.default_rng(0)
+    for name, spec in ENVS.items():
+        batch = _EnvSlice(name, "v4")
+        batch.reset(list(range(envs)))
+        done_steps, cpu = 0, time.process_time()
+        for _ in range(steps):
+            if not batch.active.any():
+                batch.reset(list(rng.integers(0, 2**31 - 1, size=envs)))
+            done_steps += int(batch.active.sum())
+            batch.step(rng.uniform(-1, 1, (envs, spec.act_dim)).astype(np.float32))
+        cpu = time.process_time() - cpu
+        print(f"{spec.gym_id('v4'):<16} {done_steps / cpu:8,.0f} env-steps per CPU-second")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="halfcheetah", choices=list(ENVS))
@@ -37,7 +57,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="warm rounds after the cold one")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the parent (policy)")
+    parser.add_argument("--per-env", action="store_true",
+                        help="instead: env steps per CPU-second of each environment, in this process")
     args = parser.parse_args()
+    if args.per_env:
+        per_env_cpu_speed()
+        return
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

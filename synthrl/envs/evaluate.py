@@ -96,6 +96,7 @@ class _EnvSlice:
         self.env, self.version = env, version
         self.obs_dim = get_spec(env).obs_dim
         self.envs: list = []
+        self.raw: list = []  # the unwrapped envs, stepped directly
         self.active = np.zeros(0, dtype=bool)
         self.steps = np.zeros(0, dtype=np.int64)
         self.last = np.zeros((0, self.obs_dim))
@@ -103,6 +104,7 @@ class _EnvSlice:
     def reset(self, seeds: list[int]) -> np.ndarray:
         while len(self.envs) < len(seeds):
             self.envs.append(make_env(self.env, self.version))
+            self.raw.append(self.envs[-1].unwrapped)
         self.last = np.zeros((len(seeds), self.obs_dim))
         for k, seed in enumerate(seeds):
             self.last[k] = self.envs[k].reset(seed=int(seed))[0]  # wrapped reset: seeding, padding
@@ -118,7 +120,7 @@ class _EnvSlice:
         out[:, :d] = self.last
         out[:, d + 1] = ~self.active
         for k in np.flatnonzero(self.active):
-            obs, reward, terminated, _, _ = self.envs[k].unwrapped.step(actions[k])
+            obs, reward, terminated, _, _ = self.raw[k].step(actions[k])
             out[k, : len(obs)] = obs  # ant: 27 real entries, the 84 padding zeros stay
             out[k, d] = reward
             self.steps[k] += 1
