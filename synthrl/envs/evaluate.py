@@ -1,8 +1,8 @@
 """Vectorised, seeded evaluation: many episodes step together, one batched policy call per step.
 
 The environments live in persistent worker processes (fresh interpreters running
-`python -m synthrl.envs._worker`), each owning a contiguous slice of the batch. Per step the parent
-sends each worker its slice of actions and receives observations, rewards and done flags back (a few
+`python -m synthrl.envs._worker`), each owning every W-th row of the batch. Per step the parent
+sends each worker its share of the actions and receives observations, rewards and done flags back (a few
 hundred bytes through a socket pair: cheaper than any shared-memory handshake at these sizes). Workers are started once per (env, version, worker count) and reused by every later
 evaluation, so a run that evaluates 200 times pays the start-up (importing MuJoCo) once.
 
@@ -86,7 +86,7 @@ def default_workers(num_envs: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# the environment slice a worker owns (also used in-process when workers == 0)
+# the environments a worker owns (also used in-process when workers == 0)
 
 class _EnvSlice:
     """Environments stepped through their unwrapped MuJoCo env (the wrappers cost ~15% per step here);
@@ -165,7 +165,7 @@ def _worker_main(conn, env: str, version: str) -> None:
 
 
 class EnvWorkerPool:
-    """Persistent worker processes stepping slices of a batch of one environment kind."""
+    """Persistent worker processes, each stepping a share of the batch of one environment kind."""
 
     def __init__(self, env: str, version: str, workers: int):
         self.spec = get_spec(env)
@@ -175,7 +175,7 @@ class EnvWorkerPool:
         self.procs, self.conns = [], []
         for _ in range(self.workers):
             self._start_worker()
-        self.slices: list[tuple[int, int]] = []
+        self.rows: list[np.ndarray] = []  # the batch rows each worker owns
 
     def _start_worker(self) -> None:
         # A fresh interpreter running `python -m synthrl.envs._worker`, joined by a private socket pair.
@@ -203,16 +203,17 @@ class EnvWorkerPool:
     def reset(self, seeds: np.ndarray) -> np.ndarray:
         d = self.spec.obs_dim
         if self.local is not None:
-            self.slices = [(0, len(seeds))]
             return self.local.reset(list(seeds)).copy()
-        bounds = np.linspace(0, len(seeds), min(self.workers, len(seeds)) + 1).round().astype(int)
-        self.slices = list(zip(bounds[:-1], bounds[1:]))
+        # strided, not contiguous: worker k owns rows k, k+W, ...; neighbouring rows are the same ensemble
+        # member, whose episodes tend to end together, so this spreads early terminations over the workers
+        used = min(self.workers, len(seeds))
+        self.rows = [np.arange(k, len(seeds), used) for k in range(used)]
         try:
-            for k, (lo, hi) in enumerate(self.slices):
-                self.conns[k].send_bytes(b"R" + pickle.dumps([int(s) for s in seeds[lo:hi]]))
+            for k, rows in enumerate(self.rows):
+                self.conns[k].send_bytes(b"R" + pickle.dumps([int(s) for s in seeds[rows]]))
             obs = np.empty((len(seeds), d))
-            for k, (lo, hi) in enumerate(self.slices):
-                obs[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d)
+            for k, rows in enumerate(self.rows):
+                obs[rows] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(len(rows), d)
         except BaseException:
             self.close()
             raise
@@ -224,11 +225,11 @@ class EnvWorkerPool:
         if self.local is not None:
             return self.local.step(actions)
         try:
-            for k, (lo, hi) in enumerate(self.slices):
-                self.conns[k].send_bytes(b"S" + actions[lo:hi].tobytes())
+            for k, rows in enumerate(self.rows):
+                self.conns[k].send_bytes(b"S" + actions[rows].tobytes())
             out = np.empty((len(actions), d + 2))
-            for k, (lo, hi) in enumerate(self.slices):
-                out[lo:hi] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(hi - lo, d + 2)
+            for k, rows in enumerate(self.rows):
+                out[rows] = np.frombuffer(self._receive(k), dtype=np.float64).reshape(len(rows), d + 2)
         except BaseException:
             self.close()  # interrupted between send and receive: replies may be pending, the pool is unusable
             raise
