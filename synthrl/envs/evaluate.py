@@ -2,8 +2,9 @@
 
 The environments live in persistent worker processes (fresh interpreters running
 `python -m synthrl.envs._worker`), each owning every W-th row of the batch. Per step the parent
-sends each worker its share of the actions and receives observations, rewards and done flags back (a few
-hundred bytes through a socket pair: cheaper than any shared-memory handshake at these sizes). Workers are started once per (env, version, worker count) and reused by every later
+sends each worker its share of the actions and receives observations, rewards and done flags back
+(a few hundred bytes through a socket pair: cheaper than any shared-memory handshake at these
+sizes). Workers are started once per (env, version, worker count) and reused by every later
 evaluation, so a run that evaluates 200 times pays the start-up (importing MuJoCo) once.
 
 Every environment runs exactly one episode, reset with its own seed from `episode_seeds`, so an
