@@ -64,13 +64,10 @@ def best_of_seed_mean(frame: pd.DataFrame) -> pd.DataFrame:
 
 def per_seed_updates_to(frame: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
     """First update at which a seed's score reaches ``targets[dataset]`` (NaN: never, or no target)."""
-    rows = []
-    for (variant, dataset, seed), group in _sorted(frame).groupby(KEY, sort=False):
-        target = targets.get(dataset, np.nan)
-        reached = group.loc[group["normalized_score"] >= target, "update"] if target == target else group.iloc[0:0]["update"]
-        rows.append({"variant": variant, "dataset": dataset, "seed": seed,
-                     "value": float(reached.iloc[0]) if len(reached) else np.nan})
-    return pd.DataFrame(rows, columns=KEY + ["value"])
+    target = frame["dataset"].map(targets).astype(float)
+    reached = frame["update"].where(frame["normalized_score"] >= target)  # NaN target compares False
+    first = reached.groupby([frame[k] for k in KEY], sort=False).min()
+    return first.astype(float).rename("value").reset_index()
 
 
 def per_seed_compute(frame: pd.DataFrame, part: str = "finetune") -> pd.DataFrame:
@@ -84,19 +81,17 @@ def per_seed_compute(frame: pd.DataFrame, part: str = "finetune") -> pd.DataFram
 
 
 def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Cells: mean ± population std (ddof = 0) over the seeds that have a value; n_seeds counts them."""
-    def cell(values: pd.Series) -> pd.Series:
-        v = values.dropna().to_numpy(float)
-        if len(v) == 0:
-            return pd.Series({"mean": np.nan, "std": np.nan, "n_seeds": 0, "n_missing": len(values)})
-        return pd.Series({"mean": v.mean(), "std": v.std(ddof=0), "n_seeds": len(v), "n_missing": len(values) - len(v)})
-
+    """Cells: mean ± population std (ddof = 0) over the seeds that have a value; n_seeds counts them,
+    n_missing counts the seeds without one (updates-to-90: never reached)."""
+    columns = ["variant", "dataset", "mean", "std", "n_seeds", "n_missing"]
     if per_seed.empty:
-        return pd.DataFrame(columns=["variant", "dataset", "mean", "std", "n_seeds", "n_missing"])
-    out = per_seed.groupby(["variant", "dataset"], sort=False)["value"].apply(cell).unstack().reset_index()
+        return pd.DataFrame(columns=columns)
+    grouped = per_seed.groupby(["variant", "dataset"], sort=False)["value"]
+    out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "n_seeds": grouped.count(),
+                        "n_missing": grouped.size() - grouped.count()}).reset_index()
     out["n_seeds"] = out["n_seeds"].astype(int)
     out["n_missing"] = out["n_missing"].astype(int)
-    return out
+    return out[columns]
 
 
 def average_row(cells: pd.DataFrame) -> pd.DataFrame:

@@ -296,8 +296,9 @@ def build_table(records: Records, variants: list[str] | None = None, measure: st
     unknown_pretrain: set[tuple[str, str]] = set()
     if measure == "compute":
         lacking = frame[(frame["pretrain_updates"] > 0) & frame["pretrain_wall_clock_s"].isna()]
+        lacking = lacking[["variant", "dataset"]].drop_duplicates()
         unknown_pretrain = set(zip(lacking["variant"], lacking["dataset"]))
-        for variant in dict.fromkeys(lacking["variant"]):
+        for variant in lacking["variant"].unique():
             notes.append(f"{variant}: pre-training time not found (its artifact is not in a store next to the results "
                          "or in $SYNTHRL_STORE)")
     per_seed = M.per_seed(frame, measure, baseline)
