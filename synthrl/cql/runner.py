@@ -34,11 +34,15 @@ _DATASETS: dict[str, Any] = {}
 
 
 def _load_dataset(name: str):
-    """load_dataset, cached per process (a group of configs usually shares one dataset)."""
-    if name not in _DATASETS:
+    """load_dataset, cached per process (a group of configs usually shares one dataset); keeps the last 4."""
+    if name in _DATASETS:
+        _DATASETS[name] = _DATASETS.pop(name)  # most recently used last
+    else:
         from synthrl.data import load_dataset
 
         _DATASETS[name] = load_dataset(name)
+        while len(_DATASETS) > 4:
+            _DATASETS.pop(next(iter(_DATASETS)))
     return _DATASETS[name]
 
 
