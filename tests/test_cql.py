@@ -443,3 +443,19 @@ def test_cuda_graph_pretraining_equals_eager():
         torch.testing.assert_close(q_g[k], q_e[k], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(head_g["w"], head_e["w"], rtol=1e-5, atol=1e-6)
     assert [r["loss"] for r in curve_g] == pytest.approx([r["loss"] for r in curve_e], rel=1e-5)
+
+
+def test_cli_options_map_onto_the_config():
+    from synthrl.cli import build_parser
+    from synthrl.cql.cli import config_from_args
+
+    args = build_parser().parse_args(
+        ["run", "cql", "--dataset", "hopper-medium-v2", "--out", "o", "--seeds", "0-2", "--extra-updates", "100000",
+         "--pretrain", "mdp", "--states", "1000", "--actions", "10", "--policy-temperature", "inf",
+         "--transition-temperature", "0.5", "--random-start", "--finetune-ratio", "0.25", "--pretrain-updates", "1e4"])
+    cfg = config_from_args(args)
+    assert cfg.seeds == [0, 1, 2] and cfg.total_updates == 1_100_000 and cfg.pretrain_updates == 10_000
+    assert (cfg.states, cfg.actions, cfg.policy_temperature, cfg.transition_temperature, cfg.random_start) == (
+        1000, 10, math.inf, 0.5, True)
+    assert cfg.finetune_ratio == 0.25 and cfg.variant == "cql+mdp"
+    assert (cfg.eval_every, cfg.eval_episodes, cfg.cql_n_actions, cfg.batch_size) == (5000, 10, 3, 256)
