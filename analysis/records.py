@@ -209,7 +209,8 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
         sources = sorted(set(dup[(dup[key] == first[key]).all(axis=1)]["source"]))
         raise UserError(
             f"two records for variant {first['variant']!r}, dataset {first['dataset']!r}, seed {first['seed']}, "
-            f"update {first['update']} (from {', '.join(sources)}); remove the duplicate run or give the variants different names"
+            f"update {first['update']} (from {', '.join(sources)}); point --results at one sweep's folder, "
+            "or remove the duplicate run"
         )
 
 
@@ -288,8 +289,8 @@ def read_run_dirs(root: str | Path) -> Records:
             params = json.loads(params_path.read_text())
         except ValueError as e:
             raise UserError(f"{params_path}: not valid JSON ({e})") from None
-        if not isinstance(params, dict) or "algorithm" not in params:
-            continue  # not a synthrl run directory (e.g. Tune's own params.json of a trial)
+        if not isinstance(params, dict) or "algorithm" not in params or "seeds" not in params or "trial" in params:
+            continue  # not a synthrl run directory (e.g. Tune's own params.json of a trial: its config)
         run = params_path.parent
         variant = derive_variant(params)
         done = (run / "DONE").is_file()
@@ -332,7 +333,7 @@ def read_run_dirs(root: str | Path) -> Records:
         frame["done"] = done
         frames.append(frame[[c for c in COLUMNS if c in frame.columns]].copy())
     if not frames and not expected_rows:
-        raise UserError(f"--results {root}: no run directories found (looked for **/params.json with an 'algorithm' field)")
+        raise UserError(f"--results {root}: no run directories found (looked for **/params.json with 'algorithm' and 'seeds')")
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     frame = _finish(frame, f"--results {root}")
     frame["done"] = frame["done"].astype(bool)

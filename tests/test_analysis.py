@@ -211,6 +211,19 @@ def test_csv_errors_name_the_file_and_column(tmp_path):
         read_long_csv(tmp_path / "nope.csv")
 
 
+def test_two_sweeps_with_the_same_baseline_are_refused_and_tune_files_skipped(tmp_path):
+    write_run_dirs(tmp_path / "table6" / "runs")
+    write_run_dirs(tmp_path / "table7" / "runs")
+    # Tune's own params.json (the trial's config) sits beside the runs and is not a run directory
+    (tmp_path / "_tune").mkdir()
+    (tmp_path / "_tune" / "params.json").write_text('{"algorithm": "cql", "trial": {}, "storage": "."}')
+    assert read_run_dirs(tmp_path / "table6").variants == ["A", "B"]
+    with pytest.raises(UserError, match=r"two records for variant 'A'.*table6.*table7.*one sweep's folder"):
+        read_run_dirs(tmp_path)
+    with pytest.raises(UserError, match="no run directories found"):
+        read_run_dirs(tmp_path / "_tune")
+
+
 def test_metrics_without_required_column_is_a_clear_error(tmp_path):
     rd = RunDir(tmp_path / "run")
     rd.write_params({"algorithm": "dt", "dataset": "hopper-medium-v2", "seeds": [0]})
@@ -481,3 +494,17 @@ def test_plain_run_and_sweep_trial_params(tmp_path, monkeypatch):
     # 2 evaluations expected (10 / 5), 2 present, DONE written: only the dataset each lacks is reported
     assert table.notes[:2] == ["CQL+MDP / walker2d-medium: missing (no runs)", "S=A=10 / hopper-medium: missing (no runs)"]
     assert not table.cell("hopper-medium", "CQL+MDP")["partial"]
+
+
+def test_compute_table_12_beside_the_paper_covers_its_datasets_only(tmp_path, capsys):
+    frame = paper_like_frame()
+    frame["dataset"] = frame["dataset"].map({"hopper-medium": "hopper-medium-expert", "walker2d-medium": "walker2d-medium"})
+    frame.loc[frame["variant"] == "DT+Synthetic", "pretrain_updates"] = 20000
+    csv = tmp_path / "dt.csv"
+    frame.to_csv(csv, index=False)
+    assert main(["tables", "--csv", str(csv), "--table", "12", "--paper", "--format", "csv"]) == 0
+    out = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
+    assert set(out["dataset"]) == {"hopper-medium-expert", "average"}
+    row = out.set_index(["dataset", "variant"]).loc[("hopper-medium-expert", "DT")]
+    assert row["mean"] == pytest.approx(540) and row["paper_mean"] == pytest.approx(115 * 60)  # "1 hrs 55 mins"
+    assert "DT+Synthetic: pre-training" in set(out["variant"])
