@@ -147,19 +147,39 @@ def test_sampling_is_seeded_and_advances_the_generator():
 
 # ----------------------------------------------------------------------------- counter-hash rows
 def test_hash_logits_are_uniform_and_context_specific():
-    rows = [hash_row([c], 4000, math.inf) for c in range(3)]  # τ = inf: logits do not matter, sanity
+    rows = [hash_row([c], 4000, math.inf) for c in range(3)]  # τ = inf: uniform whatever the logits
     np.testing.assert_allclose(rows[0], 1 / 4000)
-    from synthrl.synthetic.tokens import _hash_extend, _hash_logits, _hash_start
+    from synthrl.synthetic.tokens import _context_key, _hash_combine, _index_hash
 
-    h1, h2 = _hash_start(666, "cpu")
-    h1, h2 = _hash_extend(h1, h2, torch.tensor([5]))
-    x = _hash_logits(h1, h2, torch.arange(200_000)).numpy()
+    key = _context_key(torch.tensor([[5]]), 100, 1, 666)
+    x = _hash_combine(key[:, None], _index_hash(torch.arange(200_000)))[0].numpy()
     assert x.min() >= 0 and x.max() < 1
     counts = np.histogram(x, bins=50, range=(0, 1))[0]
     assert_chi_square(counts[None], np.full((1, 50), 1 / 50))
     assert abs(np.corrcoef(x[:-1], x[1:])[0, 1]) < 0.01
+    # logits of one token across many contexts are uniform and uncorrelated with the neighbour's
+    keys = _context_key(torch.arange(100_000)[:, None], 100_000, 1, 666)
+    y = _hash_combine(keys[:, None], _index_hash(torch.tensor([7, 8])))
+    counts = np.histogram(y[:, 0].numpy(), bins=50, range=(0, 1))[0]
+    assert_chi_square(counts[None], np.full((1, 50), 1 / 50))
+    assert abs(np.corrcoef(y[:, 0].numpy(), y[:, 1].numpy())[0, 1]) < 0.02
     a, b = hash_row([5], 300, 1.0), hash_row([6], 300, 1.0)
     assert not np.allclose(a, b) and not np.allclose(hash_row([1, 5], 300, 1.0), a)
+    assert not np.allclose(hash_row([5], 300, 1.0, seed=1), a)
+
+
+def test_context_keys_exact_codes_and_chains():
+    from synthrl.synthetic.tokens import _context_key
+
+    # exact codes: all 2-token contexts over 50 states (and the 1-token ones) get distinct keys
+    pairs = torch.cartesian_prod(torch.arange(50), torch.arange(50))
+    keys = set(_context_key(pairs, 50, 2, 0).tolist()) | set(_context_key(torch.arange(50)[:, None], 50, 2, 0).tolist())
+    assert len(keys) == 2550
+    # (M + 1)^n beyond 2^62: hash chain, still distinct and order-sensitive
+    ctx = torch.tensor([[1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 3, 5]])
+    chained = _context_key(ctx, 100_000, 4, 0).tolist()
+    assert len(set(chained)) == 3
+    np.testing.assert_allclose(hash_row([1, 2, 3, 4], 100_000, math.inf, order=4), 1e-5)
 
 
 @pytest.mark.parametrize("full_row,sampler", [(True, "loop"), (False, "loop"), (False, "wavefront")])
@@ -181,6 +201,16 @@ def test_wavefront_sampler_equals_loop(M, tau, length):
     a, _ = wavefront.sample(11, torch.Generator().manual_seed(3))
     b, _ = loop.sample(11, torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("M,n", [(6, 1), (6, 3), (4, 27)])  # table keys, exact codes, hash chains (5^27 > 2^62)
+def test_hash_sampler_rows_are_hash_row(M, n):
+    # at τ = 1e-5 every draw is the row's argmax, so each token pins the row the sampler used
+    src = MarkovTokens(M, order=n, temperature=1e-5, row_source=HASH_VERSION, length=60)
+    tokens = src.sample(3, torch.Generator().manual_seed(0))[0].tolist()
+    for seq in tokens:
+        for t, token in enumerate(seq):
+            assert token == hash_row(seq[max(0, t - n):t], M, 1.0, order=n).argmax()
 
 
 def test_order_two_hash_sampler_uses_the_context():
@@ -269,3 +299,17 @@ def test_cuda_samplers_agree_with_the_loop_and_the_rows():
     mapping = token_source("mapping", device="cuda")
     tokens, targets = mapping.sample(2, g())
     assert torch.equal(targets, mapping.mapping[tokens])
+
+
+@pytest.mark.gpu
+def test_cuda_compiled_order_five_step_uses_hash_rows():
+    M, n = 6, 5
+    src = MarkovTokens(M, order=n, temperature=1e-5, row_source=HASH_VERSION, length=40, device="cuda")
+    assert src.metadata()["compiled_step"]
+    tokens = src.sample(3, torch.Generator("cuda").manual_seed(0))[0].cpu().tolist()
+    for seq in tokens:
+        for t, token in enumerate(seq):
+            assert token == hash_row(seq[max(0, t - n):t], M, 1.0, order=n).argmax()
+    big = token_source("mc", states=100, order=5, device="cuda")
+    tokens, _ = big.sample(64, torch.Generator("cuda").manual_seed(1))
+    assert tokens.shape == (64, 1024) and 0 <= int(tokens.min()) and int(tokens.max()) < 100

@@ -10,13 +10,13 @@ Row sources (recorded as ``row_source`` in the metadata)
   single ``searchsorted`` over one flat sorted table samples every sequence's next token at once
   (probabilities exact to 2^-40).
 - ``"counter-hash-v1"``: for larger M or n, rows are never stored. The logit of token ``i`` after
-  context ``c`` is a counter-based hash ``H(σ, c, i)`` -> U[0,1) (24 bits; two 32-bit lanes key the
-  context, so contexts do not share rows by accident): i.i.d. U[0,1) logits per context, the same
-  distribution as the reference, not the same numbers. A token is drawn either from the whole row
-  (M <= ``FULL_ROW_MAX``: softmax, cdf, one uniform) or by rejection: propose ``i`` uniformly, accept
-  with probability ``exp((x_i − 1)/τ)`` (<= 1 because x_i < 1); ``K`` proposals per token are drawn at
-  once, K chosen so that no acceptance happens with probability <= 1e-12 (then the first proposal is
-  taken).
+  context ``c`` is a counter-based hash -> U[0,1) (24 bits) of a 64-bit row key and ``i``; the key
+  codes the context exactly while (M + 1)^n < 2^62 (so distinct contexts never share a row) and is a
+  64-bit hash chain beyond: i.i.d. U[0,1) logits per context, the same distribution as the reference,
+  not the same numbers. A token is drawn either from the whole row (M <= ``FULL_ROW_MAX``: Gumbel-max,
+  ``argmax(x/τ + g)``) or by rejection: propose ``i`` uniformly, accept with probability
+  ``exp((x_i − 1)/τ)`` (<= 1 because x_i < 1); ``K`` proposals per token are drawn at once, K chosen
+  so that no acceptance happens with probability <= 1e-12 (then the first proposal is taken).
 
 Samplers (each draws the same randomness from the generator, so for one row source they give
 identical tokens; the test suite checks it)
@@ -158,51 +158,87 @@ def reference_tables(states: int, order: int, temperature: float, seed: int):
 # ---------------------------------------------------------------------------------------------
 # counter-based rows
 # ---------------------------------------------------------------------------------------------
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer mixer on int64 tensors holding values in [0, 2^32). Every multiplier is < 2^31,
-    so no product overflows int64 and CPU and CUDA give the same bits."""
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _M32
-    x = x ^ (x >> 15)
-    x = (x * 0x31848BAB) & _M32
-    x = x ^ (x >> 13)
-    x = (x * 0x1B873593) & _M32
-    return x ^ (x >> 16)
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _hash_start(seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    s = torch.tensor([seed & _M32], dtype=torch.int64, device=device)
-    return _mix32(s ^ 0x3C6EF372), _mix32(_mix32(s ^ 0x5BE0CD19) ^ 0x510E527F)
+_MIX_C1 = _signed64(0xBF58476D1CE4E5B9)
+_MIX_C2 = _signed64(0x94D049BB133111EB)
+_GOLDEN = _signed64(0x9E3779B97F4A7C15)
+CODE_LIMIT = 1 << 62  # contexts are coded exactly while (M + 1)^n stays below this
 
 
-def _hash_extend(h1: torch.Tensor, h2: torch.Tensor, token: torch.Tensor):
-    """Context key after appending ``token`` (two independent 32-bit lanes)."""
-    return _mix32(h1 ^ _mix32((token + 0x2545F491) & _M32)), _mix32(h2 ^ _mix32((token + 0x1F83D9AB) & _M32))
+def _mix64(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser on int64 tensors (a bijection of 64-bit words). Multiplication wraps mod
+    2^64 on CPU and CUDA alike; right shifts are masked to act as logical shifts."""
+    x = x ^ ((x >> 30) & ((1 << 34) - 1))
+    x = x * _MIX_C1
+    x = x ^ ((x >> 27) & ((1 << 37) - 1))
+    x = x * _MIX_C2
+    return x ^ ((x >> 31) & ((1 << 33) - 1))
 
 
-def _hash_index(index: torch.Tensor) -> torch.Tensor:
+def _mix64_int(value: int) -> int:
+    """``_mix64`` of one Python integer (same bits)."""
+    return int(_mix64(torch.tensor([_signed64(value % (1 << 64))], dtype=torch.int64))[0])
+
+
+def _seed_key(seed: int) -> int:
+    return _mix64_int(seed * 0x2545F4914F6CDD1D + 0x6A09E667F3BCC909)
+
+
+def _codes_fit(states: int, order: int) -> bool:
+    return (states + 1) ** order < CODE_LIMIT
+
+
+def _context_key(context: torch.Tensor, states: int, order: int, seed: int) -> torch.Tensor:
+    """Row key of each context (int64 [..., k] oldest first -> int64 [...]); k = 0 is the first token.
+
+    While ``(M + 1)^n < 2^62`` a context is coded exactly, ``code = Σ (c_i + 1)(M + 1)^(k−i)``, and
+    ``key = mix64(code ^ seed_key)``: distinct contexts never share a row. Otherwise the key is a hash
+    chain ``key_j = mix64(key_{j−1} ^ (c_j + 1))`` from ``mix64(seed_key)`` (64-bit collisions only).
+    """
+    seed_key = _seed_key(seed)
+    if _codes_fit(states, order):
+        code = torch.zeros(context.shape[:-1], dtype=torch.int64, device=context.device)
+        for j in range(context.shape[-1]):
+            code = code * (states + 1) + context[..., j] + 1
+        return _mix64(code ^ seed_key)
+    key = torch.full(context.shape[:-1], _mix64_int(seed_key), dtype=torch.int64, device=context.device)
+    for j in range(context.shape[-1]):
+        key = _mix64(key ^ (context[..., j] + 1))
+    return key
+
+
+def _index_hash(index: torch.Tensor) -> torch.Tensor:
     """The context-free half of a logit's hash (precomputed for proposals or a whole row)."""
-    return _mix32((index * 0x61C88647) & _M32)
+    return _mix64((index + 1) * _GOLDEN)
 
 
-def _hash_combine(h1: torch.Tensor, h2: torch.Tensor, index_hash: torch.Tensor) -> torch.Tensor:
-    """U[0,1) logits (float32, 24 bits) from context keys ``(h1, h2)`` and ``_hash_index(i)`` (broadcast)."""
-    z = _mix32(_mix32(h1 ^ index_hash) ^ h2)
-    return (z >> 8).to(torch.float32) * (1.0 / (1 << 24))
+def _hash_combine(key: torch.Tensor, index_hash: torch.Tensor) -> torch.Tensor:
+    """U[0,1) logits (float32, 24 bits) of the tokens with ``index_hash`` in the rows ``key`` (broadcast)."""
+    z = _mix64(key ^ index_hash)
+    return ((z >> 40) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
 
 
-def _hash_logits(h1: torch.Tensor, h2: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """U[0,1) logits of tokens ``index`` in the rows keyed by ``(h1, h2)`` (broadcast)."""
-    return _hash_combine(h1, h2, _hash_index(index))
-
-
-def hash_row(context: Sequence[int], states: int, temperature: float, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """The counter-hash row (float64 probabilities) after ``context`` ([] = the first token)."""
-    h1, h2 = _hash_start(seed, "cpu")
-    for c in context:
-        h1, h2 = _hash_extend(h1, h2, torch.tensor([int(c)]))
-    logits = _hash_logits(h1, h2, torch.arange(states)).double().numpy()
+def hash_row(context: Sequence[int], states: int, temperature: float, seed: int = DEFAULT_SEED,
+             order: int | None = None) -> np.ndarray:
+    """The counter-hash row (float64 probabilities) after ``context`` ([] = the first token) in a chain of
+    order ``order`` (default: the context's length; it decides between exact codes and hash chains)."""
+    ctx = torch.tensor([[int(c) for c in context]], dtype=torch.int64).reshape(1, len(context))
+    key = _context_key(ctx, states, order or max(1, len(context)), seed)
+    logits = _hash_combine(key[:, None], _index_hash(torch.arange(states)))[0].double().numpy()
     return softmax64(logits, temperature)
+
+
+def _full_row_step(code: torch.Tensor, prev: torch.Tensor, gumbel: torch.Tensor, drop: int, base: int,
+                   seed_key: int, row_hash: torch.Tensor, inv_temperature: float):
+    """One steady-state step of an order-n chain (n >= 2) with exactly coded contexts and whole-row
+    Gumbel-max sampling: forget the oldest token, append ``prev``, hash the row, draw. ~30 eager ops;
+    on CUDA it is compiled into a few fused kernels."""
+    code = (code % drop) * base + prev + 1
+    x = _hash_combine(_mix64(code ^ seed_key)[:, None], row_hash)
+    return torch.argmax(x * inv_temperature + gumbel, dim=1), code
 
 
 def _rejection_proposals(temperature: float) -> int:
@@ -256,7 +292,8 @@ class MarkovTokens(TokenSource):
     """Markov-chain token sequences of order n over M states (see the module docstring)."""
 
     def __init__(self, states: int = 100, order: int = 1, temperature: float = 1.0, seed: int = DEFAULT_SEED,
-                 length: int = SEQUENCE_LENGTH, device="cpu", row_source: str = "auto", sampler: str = "auto"):
+                 length: int = SEQUENCE_LENGTH, device="cpu", row_source: str = "auto", sampler: str = "auto",
+                 compile: str = "auto"):
         check_chain_params(states, order, temperature, seed)
         _check_length(length)
         self.kind = "mc"
@@ -283,9 +320,11 @@ class MarkovTokens(TokenSource):
         else:
             self._proposals = _rejection_proposals(self.temperature)
             self._full_row = self.states <= max(FULL_ROW_MAX, self._proposals)
-            self._h0 = _hash_start(self.seed, self.device)
-            if self.order == 1:  # per-state context keys, looked up instead of hashed every step
-                self._h1_table, self._h2_table = _hash_extend(*self._h0, torch.arange(self.states, device=self.device))
+            empty = torch.zeros(1, 0, dtype=torch.int64, device=self.device)
+            self._first_key = _context_key(empty, self.states, self.order, self.seed)  # [1]
+            if self.order == 1:  # per-state row keys, looked up instead of hashed every step
+                states = torch.arange(self.states, device=self.device)[:, None]
+                self._key_table = _context_key(states, self.states, 1, self.seed)
         blocked_ok = row_source == "reference" and self.order == 1 and self.states <= BLOCKED_MAX_STATES
         wavefront_ok = (row_source == HASH_VERSION and self.order == 1 and not self._full_row
                         and math.exp(-1.0 / self.temperature) >= WAVEFRONT_MIN_FORCED)
@@ -300,6 +339,14 @@ class MarkovTokens(TokenSource):
         if sampler == "wavefront" and not (row_source == HASH_VERSION and self.order == 1):
             raise UserError("sampler wavefront: needs counter-hash rows and order 1")
         self.sampler = sampler
+        # torch.compile of the order-n steady-state step (launch-bound otherwise); auto: on CUDA only
+        if compile not in ("auto", "on", "off"):
+            raise UserError(f"compile: expected auto, on or off, got {compile!r}")
+        compilable = (row_source == HASH_VERSION and self.order >= 2 and self._full_row
+                      and _codes_fit(self.states, self.order))
+        self._compile = compilable and (compile == "on" or (compile == "auto" and self.device.type == "cuda"))
+        self._step = _full_row_step
+        self._step_compiled = False
 
     def metadata(self) -> dict:
         meta = {"kind": "mc", "states": self.states, "order": self.order, "temperature": self.temperature,
@@ -310,6 +357,7 @@ class MarkovTokens(TokenSource):
         else:
             meta["proposals"] = self._proposals
             meta["row_sampling"] = "full-row" if self._full_row else "rejection"
+            meta["compiled_step"] = self._compile
         return meta
 
     def mean_row_entropy(self) -> float:
@@ -317,8 +365,8 @@ class MarkovTokens(TokenSource):
         if self._entropies is not None:
             return float(self._entropies[-self.states**self.order:].mean())
         rng = np.random.default_rng(0)
-        rows = [hash_row(rng.integers(self.states, size=self.order), self.states, self.temperature, self.seed)
-                for _ in range(256 if self.states <= 10**4 else 32)]
+        rows = [hash_row(rng.integers(self.states, size=self.order), self.states, self.temperature, self.seed,
+                         self.order) for _ in range(256 if self.states <= 10**4 else 32)]
         return float(entropy(np.stack(rows)).mean())
 
     # ------------------------------------------------------------------ reference rows
@@ -384,16 +432,6 @@ class MarkovTokens(TokenSource):
         return torch.cat([first[:, None], rest], dim=1)
 
     # ------------------------------------------------------------------ counter-hash rows
-    def _context_keys(self, tokens: torch.Tensor, t: int):
-        """Row keys of every sequence's context before position ``t`` (tokens position-major [L, B])."""
-        if self.order == 1:
-            prev = tokens[t - 1]
-            return self._h1_table[prev], self._h2_table[prev]
-        h1, h2 = (h.expand(tokens.shape[1]) for h in self._h0)
-        for pos in range(max(0, t - self.order), t):
-            h1, h2 = _hash_extend(h1, h2, tokens[pos])
-        return h1, h2
-
     def _rejection_chunk(self, batch: int) -> int:
         """Positions whose randomness is drawn at once (the same in every sampler, so they agree)."""
         width = self.states if self._full_row else self._proposals
@@ -411,9 +449,14 @@ class MarkovTokens(TokenSource):
             threshold = 1.0 + self.temperature * torch.log(v)
         return proposals, threshold
 
+    def _draw_gumbel(self, positions: int, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Gumbel noise [P, B, M] for whole-row sampling: token = argmax(x / τ + g) (Gumbel-max)."""
+        u = torch.rand(positions, batch, self.states, generator=generator, device=self.device)
+        return -torch.log(-torch.log(u))
+
     def _sample_wavefront(self, num_sequences: int, generator: torch.Generator) -> torch.Tensor:
-        """Order 1, rejection rows, parallel over positions (identical tokens to the loop; the CPU and CUDA default for
-        order 1 with e^{-1/τ} >= 0.1, i.e. τ >= 0.43).
+        """Order 1, rejection rows, parallel over positions (identical tokens to the loop; the CPU and CUDA
+        default for order 1 with e^{-1/τ} >= 0.1, i.e. τ >= 0.43).
 
         With probability e^{-1/τ} a position's first proposal passes whatever the context (its
         threshold is < 0 <= x), so that token is known before its predecessor. Each round resolves
@@ -425,8 +468,7 @@ class MarkovTokens(TokenSource):
         draws = [self._draw_proposals(min(chunk, L - lo), B, generator) for lo in range(0, L, chunk)]
         proposals, threshold = (torch.cat(parts) for parts in zip(*draws))
         tokens = torch.where(threshold[:, :, 0] < 0, proposals[:, :, 0], -1)  # forced positions
-        h1, h2 = (h.expand(B)[:, None] for h in self._h0)
-        x = _hash_combine(h1, h2, _hash_index(proposals[0]))
+        x = _hash_combine(self._first_key[:, None], _index_hash(proposals[0]))
         tokens[0] = proposals[0].gather(1, (x > threshold[0]).to(torch.uint8).argmax(dim=1)[:, None])[:, 0]
         known = tokens >= 0
         while True:
@@ -435,42 +477,69 @@ class MarkovTokens(TokenSource):
             if t.numel() == 0:
                 break
             t = t + 1
-            prev = tokens[t - 1, b]
-            x = _hash_combine(self._h1_table[prev][:, None], self._h2_table[prev][:, None],
-                              _hash_index(proposals[t, b]))
+            key = self._key_table[tokens[t - 1, b]]
+            x = _hash_combine(key[:, None], _index_hash(proposals[t, b]))
             first = (x > threshold[t, b]).to(torch.uint8).argmax(dim=1)  # 0 when none is accepted
             tokens[t, b] = proposals[t, b].gather(1, first[:, None])[:, 0]
             known[t, b] = True
         return tokens.t().contiguous()
 
+    def _run_step(self, *args):
+        if self._compile and not self._step_compiled:
+            self._step_compiled = True
+            try:
+                compiled = torch.compile(_full_row_step, fullgraph=True, dynamic=False)
+                result = compiled(*args)
+                self._step = compiled
+                return result
+            except Exception as e:  # no working compiler here: stay eager (same distribution)
+                import warnings
+
+                warnings.warn(f"token sampler: torch.compile failed ({type(e).__name__}: {e}); running eagerly")
+                self._compile = False
+        return self._step(*args)
+
     def _sample_hashed(self, num_sequences: int, generator: torch.Generator) -> torch.Tensor:
-        """One step per position, all sequences at once. The randomness of a chunk of positions is
-        drawn (and the context-free half of each proposal's hash computed) in bulk before its steps."""
-        B, L, M, dev = num_sequences, self.length, self.states, self.device
+        """One step per position, all sequences at once, ~30 tensor ops per step whatever the order: the
+        context is carried as its exact code (one multiply-add per step) or, when codes do not fit, as
+        the window of the last n tokens. Randomness (Gumbel noise, or rejection proposals) is drawn in
+        bulk for a chunk of positions before its steps."""
+        B, L, M, n, dev = num_sequences, self.length, self.states, self.order, self.device
         tokens = torch.empty(L, B, dtype=torch.int64, device=dev)
         chunk = self._rejection_chunk(B)
+        exact = _codes_fit(M, n)
+        seed_key = _seed_key(self.seed)
+        drop = (M + 1) ** (n - 1)  # code % drop forgets the oldest token of a full context
+        code = torch.zeros(B, dtype=torch.int64, device=dev)
         if self._full_row:
-            row_hash = _hash_index(torch.arange(M, device=dev))
+            row_hash = _index_hash(torch.arange(M, device=dev))
         for lo in range(0, L, chunk):
-            n = min(chunk, L - lo)
+            count = min(chunk, L - lo)
             if self._full_row:
-                uniforms = torch.rand(n, B, 1, generator=generator, device=dev, dtype=torch.float64)
+                gumbel = self._draw_gumbel(count, B, generator)
             else:
-                proposals, threshold = self._draw_proposals(n, B, generator)
-                proposal_hash = _hash_index(proposals)
-            for i in range(n):
+                proposals, threshold = self._draw_proposals(count, B, generator)
+                proposal_hash = _index_hash(proposals)
+            for i in range(count):
                 t = lo + i
                 if t == 0:
-                    h1, h2 = (h.expand(B) for h in self._h0)
+                    key = self._first_key.expand(B)
+                elif n == 1:
+                    key = self._key_table[tokens[t - 1]]
+                elif exact and t > n and self._full_row:
+                    tokens[t], code = self._run_step(code, tokens[t - 1], gumbel[i], drop, M + 1, seed_key,
+                                                     row_hash, 1.0 / self.temperature)
+                    continue
+                elif exact:
+                    code = (code % drop if t > n else code) * (M + 1) + tokens[t - 1] + 1
+                    key = _mix64(code ^ seed_key)
                 else:
-                    h1, h2 = self._context_keys(tokens, t)
+                    key = _context_key(tokens[max(0, t - n):t].t(), M, n, self.seed)
                 if self._full_row:
-                    logits = _hash_combine(h1[:, None], h2[:, None], row_hash).double()
-                    cdf = torch.softmax(logits / self.temperature, dim=1).cumsum(dim=1)
-                    u = uniforms[i] * cdf[:, -1:]
-                    tokens[t] = torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=M - 1)
+                    x = _hash_combine(key[:, None], row_hash)
+                    tokens[t] = torch.argmax(x * (1.0 / self.temperature) + gumbel[i], dim=1)
                 else:
-                    x = _hash_combine(h1[:, None], h2[:, None], proposal_hash[i])
+                    x = _hash_combine(key[:, None], proposal_hash[i])
                     first = (x > threshold[i]).to(torch.uint8).argmax(dim=1)  # 0 when none is accepted
                     tokens[t] = proposals[i].gather(1, first[:, None])[:, 0]
         return tokens.t().contiguous()
