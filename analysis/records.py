@@ -15,6 +15,7 @@ reported instead of averaged silently (see ``coverage``).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -300,8 +301,11 @@ def read_run_dirs(root: str | Path) -> Records:
         metrics = run / "metrics.csv"
         if not metrics.is_file() or metrics.stat().st_size == 0:
             continue  # launched, no evaluation yet: reported as missing seeds
+        text = metrics.read_text()
+        if not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]  # a row being appended right now: read it next time
         try:
-            frame = pd.read_csv(metrics)
+            frame = pd.read_csv(io.StringIO(text))
         except pd.errors.EmptyDataError:
             continue
         except (pd.errors.ParserError, UnicodeDecodeError) as e:

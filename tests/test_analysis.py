@@ -282,6 +282,14 @@ def test_partial_results_are_reported_not_silently_averaged(tmp_path):
     assert csv.set_index(["dataset", "variant"]).loc[("hopper-medium", "B"), "partial"]
 
 
+def test_a_row_being_written_is_left_for_later(tmp_path):
+    root = write_run_dirs(tmp_path / "r")
+    metrics = root / "A_hopper-medium" / "metrics.csv"
+    metrics.write_text(metrics.read_text() + "0,35,12.")  # a sweep appending as we read
+    records = read_run_dirs(root)
+    assert records.frame["update"].max() == 30 and len(records.frame) == len(long_frame())
+
+
 def test_partial_csv_infers_expected_evaluations(tmp_path):
     frame = long_frame()
     frame = frame[~((frame["variant"] == "A") & (frame["seed"] == 1) & (frame["update"] > 10))]
