@@ -238,10 +238,8 @@ def coverage(records: Records, variants: list[str], datasets: list[str]) -> tupl
                 short = counts[counts < want]
                 if len(short):
                     partial.add((variant, dataset))
-                    notes.append(f"{where}: seeds {_ranges(sorted(short.index))} short of evaluations "
-                                 f"({int(short.min())}-{int(short.max())} of {int(want)})" if short.min() != short.max()
-                                 else f"{where}: seeds {_ranges(sorted(short.index))} short of evaluations "
-                                      f"({int(short.min())} of {int(want)})")
+                    have = f"{short.min()}" if short.min() == short.max() else f"{short.min()}-{short.max()}"
+                    notes.append(f"{where}: seeds {_ranges(sorted(short.index))} short of evaluations ({have} of {int(want)})")
             if len(exp) and not bool(exp.iloc[0]["done"]) and not lacking and not (want == want and (counts < want).any()):
                 partial.add((variant, dataset))
                 notes.append(f"{where}: still running (no DONE)")

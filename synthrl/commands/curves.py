@@ -10,7 +10,7 @@ from synthrl.commands.tables import _names
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("curves", help="learning curves (PNG) from run directories or a long CSV",
-                              description=__doc__.splitlines()[0])
+                              description=__doc__.splitlines()[0].replace("``", ""))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
     src.add_argument("--csv", metavar="FILE", help="a long CSV of evaluation records")

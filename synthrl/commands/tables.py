@@ -35,7 +35,7 @@ def _table_number(text: str) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("tables", help="the paper's tables from run directories or a long CSV",
-                              description=__doc__.splitlines()[0])
+                              description=__doc__.splitlines()[0].replace("``", ""))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
     src.add_argument("--csv", metavar="FILE", help="a long CSV: algorithm, variant, dataset, seed, update, normalized_score, ...")
