@@ -103,3 +103,14 @@ def test_command_line_error_has_no_traceback(tmp_path):
                              "--states", "1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--states" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_large_vocabulary_and_high_order_files(tmp_path, capsys):
+    path = tmp_path / "big.npz"
+    assert synth("mc", "--out", path, "--states", 100_000, "--sequences", 2, "--length", 64) == 0
+    arrays, meta = load(path)
+    assert meta["row_source"] == "counter-hash-v1" and arrays["tokens"].max() < 100_000
+    assert synth("mc", "--out", path, "--states", 20, "--order", 5, "--sequences", 2, "--length", 64,
+                 "--temperature", "inf") == 0
+    arrays, meta = load(path)
+    assert meta["order"] == 5 and meta["temperature"] == "inf" and arrays["tokens"].shape == (2, 64)

@@ -132,13 +132,15 @@ def _tokens(args) -> list[str]:
     row_entropy = source.mean_row_entropy()
     if row_entropy is not None:
         lines.append(f"row entropy: mean {row_entropy:.4f} nats = {row_entropy / math.log(vocab):.3f} log M")
-    if source.length > 1:
-        pairs = np.bincount((tokens[:, :-1].astype(np.int64) * vocab + tokens[:, 1:]).ravel())
+    if source.length > 1 and sequences * (source.length - 1) >= 5 * vocab**2:
+        # plug-in estimate; only shown when there are enough pairs per cell to mean something
+        codes = (tokens[:, :-1].astype(np.int64) * vocab + tokens[:, 1:]).ravel()
+        pairs = np.bincount(codes)
         pairs = pairs[pairs > 0]
         joint = float(entropy(pairs / pairs.sum()))
         marginal = float(entropy(counts / counts.sum()))
         lines.append(f"empirical next-token entropy H(x_t+1 | x_t) ~ {joint - marginal:.4f} nats "
-                     f"(marginal {marginal:.4f}; plug-in, biased low when pairs are few)")
+                     f"(marginal {marginal:.4f}; plug-in estimate, biased low)")
     seen = counts[counts > 0]
     lines.append(f"visit counts: {len(seen)}/{vocab} tokens seen; per token min {counts.min()}, "
                  f"median {int(np.median(counts))}, max {counts.max()}")
