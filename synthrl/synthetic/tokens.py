@@ -56,8 +56,6 @@ ROW_SHIFT = CDF_BITS + 1  # row index lives above the cdf bits
 HASH_VERSION = "counter-hash-v1"
 KINDS = ("mc", "iid", "identity", "mapping")
 
-_M32 = 0xFFFFFFFF
-
 
 # ---------------------------------------------------------------------------------------------
 # reference rows
@@ -395,9 +393,12 @@ class MarkovTokens(TokenSource):
         full = M ** (n - 1)
         for t in range(1, self.length):
             k = min(t, n)
-            token = self._search(local + self._offsets[k - 1], uniforms[t])
+            token = self._search(local + self._offsets[k - 1] if k > 1 else local, uniforms[t])
             tokens[t] = token
-            local = ((local % full) if k == n else local) * M + token
+            if n == 1:
+                local = token
+            else:
+                local = ((local % full) if k == n else local) * M + token
         return tokens.t().contiguous()
 
     def _sample_blocked(self, uniforms: torch.Tensor, block: int = 32) -> torch.Tensor:
