@@ -28,7 +28,7 @@ from synthrl.synthetic.mt19937 import first_random_sample, first_randint
 # rows wider than this are searched one by one instead of gathered into a [J, width] block
 _DENSE_WIDTH = 2048
 # budget (float64 entries) for cached cdf rows when the rows cannot all be precomputed
-_ROW_CACHE_ENTRIES = 50_000_000
+_ROW_CACHE_ENTRIES = 1 << 24  # 128 MiB
 
 
 def check_mdp_params(states: int, actions: int, trajectories: int, length: int,
