@@ -99,18 +99,32 @@ class _CdfRows:
             if self.width <= _DENSE_WIDTH:
                 return np.count_nonzero(self.dense[keys] <= uniforms[:, None], axis=1)
             return np.array([np.searchsorted(self.dense[k], u, side="right") for k, u in zip(keys, uniforms)])
+        # rows too many to keep: cached LRU, built a bounded chunk at a time
         unique, inverse = np.unique(keys, return_inverse=True)
-        todo = [k for k in unique.tolist() if k not in self.cache]
-        if todo:
-            for k, row in zip(todo, self._build(np.array(todo))):
-                self.cache[k] = row
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
         out = np.empty(len(keys), np.int64)
+
+        def search(i: int, row: np.ndarray) -> None:
+            members = order[bounds[i]:bounds[i + 1]]
+            out[members] = np.searchsorted(row, uniforms[members], side="right")
+
+        missing = []
         for i, k in enumerate(unique.tolist()):
-            self.cache.move_to_end(k)
-            members = np.nonzero(inverse == i)[0]
-            out[members] = np.searchsorted(self.cache[k], uniforms[members], side="right")
-        while len(self.cache) > self.cache_rows:
-            self.cache.popitem(last=False)
+            if k in self.cache:
+                self.cache.move_to_end(k)
+                search(i, self.cache[k])
+            else:
+                missing.append(i)
+        chunk = max(1, (1 << 22) // self.width)
+        for lo in range(0, len(missing), chunk):
+            part = missing[lo:lo + chunk]
+            rows = self._build(unique[part])
+            for i, row in zip(part, rows):
+                search(i, row)
+                self.cache[int(unique[i])] = row.copy()
+                if len(self.cache) > self.cache_rows:
+                    self.cache.popitem(last=False)
         return out
 
 
