@@ -253,8 +253,9 @@ def missing_datasets(sweep: Sweep) -> list[str]:
 
 def make_params(dataset: DatasetSpec) -> dict:
     assert dataset.make is not None
+    # the name is part of the key: the file is called after it, and the algorithms name the dataset by its file
     return {"env": dataset.make.env, "policy": dataset.make.policy, "steps": dataset.make.steps,
-            "seed": dataset.make.seed}
+            "seed": dataset.make.seed, "name": dataset.name}
 
 
 def build_made_dataset(dataset: DatasetSpec, store) -> Path:
@@ -262,7 +263,7 @@ def build_made_dataset(dataset: DatasetSpec, store) -> Path:
     from synthrl.cli import main as synthrl_main
 
     params = make_params(dataset)
-    file_name = "dataset.hdf5"
+    file_name = f"{slugify(dataset.name)}.hdf5"
 
     def build(tmp: Path) -> None:
         argv = ["data", "make", params["env"], "--policy", params["policy"], "--steps", str(params["steps"]),
