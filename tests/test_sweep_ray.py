@@ -213,3 +213,23 @@ def test_killed_driver_then_sweep_resume_completes_without_rerunning_finished_tr
     status = subprocess.run(base + ["status", "resumed", "--storage", str(storage)], capture_output=True, text=True,
                             timeout=120, cwd=REPO)
     assert status.returncode == 0 and "trials: 2 done of 2" in status.stdout
+
+
+@pytest.mark.timeout(420)
+def test_quickstart_runs_end_to_end_and_feeds_tables(ray_session, tmp_path):
+    """The README's first command, with its budgets cut further so the test stays short."""
+    storage = tmp_path / "qs"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "synthrl", "sweep", "run", "sweeps/quickstart.yaml", "--storage", str(storage),
+         "--address", ray_session, "--set", "finetune.updates=20", "--set", "finetune.eval_every=10"],
+        capture_output=True, text=True, timeout=400, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name, variants, count in (("quickstart-cql", "CQL,CQL+MDP,CQL+IID", 3), ("quickstart-dt", "DT,DT+MC", 2)):
+        assert len(list((storage / name / "runs").rglob("DONE"))) == count
+        tables = subprocess.run([sys.executable, "-m", "synthrl", "tables", "--results", str(storage / name),
+                                 "--variants", variants, "--format", "csv"], capture_output=True, text=True,
+                                timeout=120, cwd=REPO)
+        assert tables.returncode == 0, tables.stderr
+        for variant in variants.split(","):
+            assert f"hopper-random-qs,{variant}," in tables.stdout, tables.stdout

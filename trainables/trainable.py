@@ -128,8 +128,10 @@ def run_trial(config: dict) -> None:
         return
 
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    cpus = int(config.get("cpus", 1) or 1)
-    torch.set_num_threads(max(1, cpus))
+    cpus = max(1, int(config.get("cpus", 1) or 1))
+    torch.set_num_threads(cpus)
+    # evaluation workers within the trial's CPU share (one CPU: step the environments in this process)
+    os.environ.setdefault("SYNTHRL_EVAL_WORKERS", str(cpus if cpus >= 2 else 0))
     make_runner, run_params, _ = algorithm_api(algorithm)
     algo_config = build_config(algorithm, trial.config, config["dataset_paths"][trial.dataset.name], device)
     store = ArtifactStore(storage)
