@@ -148,3 +148,38 @@ def test_summarize_means_over_the_ensemble():
     assert out["normalized_score"] == 15.0 and out["normalized_score_std"] == 5.0
     assert out["q_loss"] == 2.0 and out["update"] == 50 and out["progress"] == 0.5
     assert "dataset" not in out and "seed" not in out
+
+
+def test_bad_algorithm_fields_are_refused_before_anything_starts(tmp_path):
+    data = tmp_path / "hopper.hdf5"
+    data.write_bytes(b"")
+    doc = sweep_doc(data, variants=[{"name": "CQL", "finetune": {"config": {"cql_n_actions": 0}}}])
+    with pytest.raises(UserError, match=r"s.yaml: variant 'CQL': cql.cql_n_actions: expected a positive integer"):
+        prepare(sweep_from_dict(doc, "s.yaml"), tmp_path / "store", doc, {}, out=lambda _: None)
+    doc = sweep_doc(data, variants=[{"name": "CQL", "finetune": {"config": {"no_such_field": 1}}}])
+    with pytest.raises(UserError, match=r"variant 'CQL': no_such_field: not a field of CQLConfig"):
+        prepare(sweep_from_dict(doc, "s.yaml"), tmp_path / "store", doc, {}, out=lambda _: None)
+    assert not (tmp_path / "store" / "tiny").exists()
+
+
+def test_variant_needing_a_corpus_is_refused_at_launch_and_the_others_still_run(tmp_path):
+    data = tmp_path / "hopper.hdf5"
+    data.write_bytes(b"")
+    doc = sweep_doc(data, algorithm="dt", variants=[
+        {"name": "DT"},
+        {"name": "DT+Wiki", "pretrain": {"data": "text", "steps": 10}},
+        {"name": "DT+MC", "pretrain": {"data": "mc", "steps": 10}},
+    ])
+    lines: list[str] = []
+    prepared = prepare(sweep_from_dict(doc, "s.yaml"), tmp_path / "store", doc, {}, out=lines.append)
+    assert {t.variant for t in prepared.trials} == {"DT", "DT+MC"}
+    assert {t.variant for t in prepared.refused} == {"DT+Wiki"}
+    assert any(line.startswith("refused: variant 'DT+Wiki' (2 trials) needs a language corpus") for line in lines)
+    assert "refused variants: DT+Wiki" in status_text(tmp_path / "store", "tiny")
+
+    corpus = tmp_path / "wiki.txt"
+    corpus.write_text("some text " * 100)
+    overrides = {"corpus": str(corpus)}
+    prepared = prepare(sweep_from_dict(doc, "s.yaml", overrides), tmp_path / "store", doc, overrides,
+                       out=lambda _: None)
+    assert not prepared.refused and {t.variant for t in prepared.trials} == {"DT", "DT+Wiki", "DT+MC"}

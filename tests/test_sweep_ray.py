@@ -233,3 +233,21 @@ def test_quickstart_runs_end_to_end_and_feeds_tables(ray_session, tmp_path):
         assert tables.returncode == 0, tables.stderr
         for variant in variants.split(","):
             assert f"hopper-random-qs,{variant}," in tables.stdout, tables.stdout
+
+
+@pytest.mark.timeout(180)
+def test_failing_trial_is_reported_with_its_message(ray_session, storage, tmp_path):
+    from trainables.launcher import status_text
+
+    broken = tmp_path / "hopper-broken.hdf5"
+    broken.write_bytes(b"this is not an HDF5 file")
+    doc = tiny_doc("broken", [{"name": "CQL"}], datasets=[{"name": "hopper-broken", "path": str(broken)}],
+                   resources={"cpus_per_trial": 1, "max_failures": 0})
+    lines: list[str] = []
+    assert run(doc, storage, lines) == 1
+    assert any("trial CQL/hopper-broken/s0-1 ended with an error" in line for line in lines), lines
+    status = status_text(storage, "broken")
+    print(status)
+    assert "1 error of 1" in status
+    assert "error    CQL/hopper-broken/s0-1" in status
+    assert "hopper-broken.hdf5" in status.split("error: ", 1)[1]

@@ -27,7 +27,8 @@ from typing import Any, Callable
 from synthrl.errors import UserError
 from synthrl.rundir import RunDir
 from synthrl.store import ArtifactStore, default_store_root
-from synthrl.sweep.plan import Plan, Trial, build_made_dataset, dataset_file, make_plan, missing_datasets
+from synthrl.sweep.plan import (Plan, Trial, build_config, build_made_dataset, dataset_file, make_plan,
+                                missing_datasets)
 from synthrl.sweep.schema import Sweep, sweep_from_dict
 from synthrl.utils.io import atomic_write_json
 from trainables import resources as res
@@ -103,10 +104,10 @@ def connect_ray(address: str | None, dashboard: bool, out: Printer) -> bool:
             connect(address, logging_level="WARNING")
     else:
         # a local cluster: dashboard (if any) on loopback only; Ray's token authentication is left as configured
-        ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", logging_level="WARNING")
-        url = ray.get_runtime_context().dashboard_url if hasattr(ray.get_runtime_context(), "dashboard_url") else None
+        context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", logging_level="WARNING")
+        url = getattr(context, "dashboard_url", None)
         if dashboard and url:
-            out(f"Ray dashboard: http://{url}")
+            out(f"Ray dashboard (this machine only): http://{url}")
     return True
 
 
@@ -135,6 +136,15 @@ def prepare(sweep: Sweep, storage: Path, document: dict, overrides: dict, out: P
     for variant in sorted({t.variant for t in refused}):
         need = next(t.needs for t in refused if t.variant == variant)
         out(f"refused: variant {variant!r} ({sum(t.variant == variant for t in refused)} trials) needs {need}")
+    for t in plan.trials:   # every trial's algorithm config, checked before any data is made or compute starts
+        if not t.needs:
+            try:
+                build_config(sweep.algorithm, t.config, dataset_file(t.dataset) and str(dataset_file(t.dataset))
+                             or t.dataset.name, "cpu")
+            except UserError as e:
+                raise UserError(f"{sweep.source}: variant {t.variant!r}: {e}") from None
+            except TypeError as e:   # a field of the wrong kind passed through `config:`
+                raise UserError(f"{sweep.source}: variant {t.variant!r}: {e}") from None
     store = ArtifactStore(storage)
     dataset_paths: dict[str, str] = {}
     for d in sweep.datasets:
