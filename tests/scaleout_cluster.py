@@ -184,6 +184,8 @@ def cluster_env(root: Path) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
     })
     env.pop("RAY_ADDRESS", None)
+    # this interpreter's bin first, as an activated venv would be: Ray Jobs run `python ...` from PATH
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
