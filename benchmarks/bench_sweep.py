@@ -35,9 +35,12 @@ def bench_plans() -> None:
     print(f"all sweep files: {total_trials} trials planned in {time.perf_counter() - started:.2f} s")
 
 
-def bench_ray(trials: int, updates: int) -> None:
+def bench_ray(trials: int, updates: int, reuse: bool) -> None:
     import ray
 
+    import trainables.launcher as launcher
+
+    launcher.REUSE_ACTORS = reuse
     from synthrl.sweep.schema import sweep_from_dict
     from trainables.launcher import run_sweep
 
@@ -62,7 +65,8 @@ def bench_ray(trials: int, updates: int) -> None:
         finally:
             ray.shutdown()
     print(f"ray.init (2 CPUs, no dashboard): {t_init:.1f} s")
-    print(f"tiny sweep, {trials} trials x {updates} CQL updates + 1 evaluation, 2 at a time: {t_sweep:.1f} s "
+    print(f"tiny sweep (reuse_actors={reuse}), {trials} trials x {updates} CQL updates + 1 evaluation, 2 at a time: "
+          f"{t_sweep:.1f} s "
           f"(exit {code}); {t_sweep / trials * 2:.1f} s per trial slot")
 
 
@@ -71,10 +75,11 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true")
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--updates", type=int, default=20)
+    parser.add_argument("--no-reuse", action="store_true", help="a fresh worker process per trial")
     args = parser.parse_args()
     bench_plans()
     if args.ray:
-        bench_ray(args.trials, args.updates)
+        bench_ray(args.trials, args.updates, reuse=not args.no_reuse)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from trainables import resources as res
 from trainables.trainable import PID_FILE, build_artifact, run_directory, run_trial
 
 SWEEP_FILE = "sweep.json"
+REUSE_ACTORS = True   # see benchmarks/RESULTS-sweep.md: a reused worker saves its start-up per trial
 TUNE_DIR = "_tune"
 
 Printer = Callable[[str], None]
@@ -378,6 +379,8 @@ def _tune_objects(prepared: Prepared, trial_request: dict, max_gpus: float | Non
         max_concurrent_trials=res.max_concurrent_trials(sweep, trial_request, max_gpus),
         trial_name_creator=trial_dirname if sweep.search is None else None,
         trial_dirname_creator=trial_dirname if sweep.search is None else None,
+        # a finished trial's worker process takes the next trial: no new process, imports or evaluation workers
+        reuse_actors=REUSE_ACTORS,
     )
     experiment = f"run-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     run_config = tune.RunConfig(
@@ -390,6 +393,37 @@ def _tune_objects(prepared: Prepared, trial_request: dict, max_gpus: float | Non
     )
     trainable = tune.with_resources(run_trial, trial_request)
     return trainable, param_space, tune_config, run_config, experiment
+
+
+def _check_nodes_fit(prepared: Prepared, trial_request: dict, pretrain_request: dict) -> None:
+    """Refuse (naming the resource) a request no node holds and the autoscaler cannot add a node for."""
+    from trainables.cluster import autoscale_node_types, check_requests, cluster_nodes, plan_requests
+
+    trials = len(prepared.trials) * (prepared.sweep.search.num_samples if prepared.sweep.search else 1)
+    try:
+        check_requests(plan_requests(prepared.plan, trial_request, pretrain_request, trials=trials),
+                       cluster_nodes(), autoscale_node_types())
+    except UserError as e:
+        raise UserError(f"{prepared.sweep.source}: {e}") from None
+
+
+def _record_best_config(storage: Path, sweep: Sweep, result_grid, out: Printer) -> None:
+    """A search sweep: print the best sampled configuration and keep it in the sweep record (status shows it)."""
+    from trainables.search import best_config
+
+    try:
+        best = best_config(result_grid, sweep.search)
+        score = result_grid.get_best_result(sweep.search.metric, sweep.search.mode, scope="all") \
+            .metrics_dataframe[sweep.search.metric].agg(sweep.search.mode)
+    except (RuntimeError, KeyError, ValueError) as e:   # no trial reported the metric
+        out(f"[{sweep.name}] search: no best configuration ({_error_message(e)})")
+        return
+    path = sweep_dir(storage, sweep.name) / SWEEP_FILE
+    record = json.loads(path.read_text())
+    record["best_config"] = {"config": best, sweep.search.metric: float(score)}
+    atomic_write_json(path, record)
+    out(f"[{sweep.name}] search: best {sweep.search.metric} {float(score):.1f} with "
+        + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items()))
 
 
 def _set_tune_experiment(storage: Path, name: str, experiment_path: str) -> None:
@@ -432,6 +466,7 @@ def run_sweep(sweep: Sweep, document: dict, overrides: dict, storage: Path, *, m
         pretrain_request = res.pretrain_resources(sweep, cluster, max_gpus)
         for note in res.resource_notices(sweep, cluster, max_gpus):
             out(note)
+        _check_nodes_fit(prepared, trial_request, pretrain_request)
         artifact_errors = build_artifacts(prepared, pretrain_request, max_gpus, out)
         if artifact_errors:
             dropped = [t for t in prepared.trials if t.artifact in artifact_errors]
@@ -449,7 +484,10 @@ def run_sweep(sweep: Sweep, document: dict, overrides: dict, storage: Path, *, m
         out(f"[{sweep.name}] stage 2: {len(prepared.trials)} trial(s), each {gpu}{trial_request['cpu']:g} CPU; "
             f"Tune experiment {experiment_path}")
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-        errors = _report_results(sweep.name, tuner.fit(), out)
+        result_grid = tuner.fit()
+        errors = _report_results(sweep.name, result_grid, out)
+        if sweep.search is not None:
+            _record_best_config(storage, sweep, result_grid, out)
         out(f"[{sweep.name}] finished: results in {sweep_dir(storage, sweep.name)} "
             f"(synthrl tables --results {sweep_dir(storage, sweep.name)} ...)")
         return 1 if errors or artifact_errors else 0
@@ -556,6 +594,10 @@ def status_text(storage: Path, name: str) -> str:
     if scored:
         best = max(scored, key=lambda s: s["score"])
         lines.append(f"best latest score: {best['score']:.1f} ({best['trial_id']} at update {best['update']})")
+    if record.get("best_config"):
+        found = record["best_config"]
+        lines.append("search best: " + ", ".join(f"{k}={v}" for k, v in found.items() if k != "config")
+                     + " with " + ", ".join(f"{k}={v}" for k, v in found["config"].items()))
     for s in states:
         if s["state"] in ("partial", "error"):
             score = f", score {s['score']:.1f}" if s["score"] is not None else ""
