@@ -77,7 +77,7 @@ def test_gpu_requests_fall_back_to_cpu_without_gpus_and_impossible_requests_are_
 
 def test_missing_dataset_file_is_refused_naming_it(tmp_path):
     sweep = sweep_from_dict(sweep_doc(tmp_path / "absent.hdf5"), "s.yaml")
-    with pytest.raises(UserError, match=r"s.yaml: datasets: 1 file\(s\) missing: hopper-file: .*absent.hdf5 not found"):
+    with pytest.raises(UserError, match=r"s.yaml: datasets: 1 file\(s\) not found in .*: absent.hdf5"):
         prepare(sweep, tmp_path / "store", {}, {}, out=lambda _: None)
 
 

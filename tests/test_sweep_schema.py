@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from synthrl.errors import UserError
-from synthrl.sweep.plan import make_plan, plan_summary, seed_group_name, trial_config
+from synthrl.sweep.plan import make_plan, plan_summary, seed_group_name
 from synthrl.sweep.schema import D4RL_DATASETS, load_sweep, load_sweeps, parse_set_options, sweep_from_dict
 
 REPO = Path(__file__).resolve().parents[1]

@@ -130,7 +130,8 @@ def prepare(sweep: Sweep, storage: Path, document: dict, overrides: dict, out: P
     plan = make_plan(sweep)
     missing = missing_datasets(sweep)
     if missing:
-        raise UserError(f"{sweep.source}: datasets: {len(missing)} file(s) missing: " + "; ".join(missing))
+        count = sum(1 for d in sweep.datasets if d.make is None and not dataset_file(d).is_file())
+        raise UserError(f"{sweep.source}: datasets: {count} file(s) not found " + "; ".join(missing))
     for note in plan.notices:
         out(f"notice: {note}")
     refused = [t for t in plan.trials if t.needs]

@@ -241,14 +241,17 @@ def dataset_file(dataset: DatasetSpec) -> Path | None:
 
 
 def missing_datasets(sweep: Sweep) -> list[str]:
-    """Datasets whose files are not on disk (made datasets are built at launch and never missing)."""
-    missing = []
+    """Datasets whose files are not on disk, grouped by folder (made datasets are built at launch)."""
+    by_folder: dict[Path, list[str]] = {}
     for d in sweep.datasets:
         path = dataset_file(d)
         if path is not None and not path.is_file():
-            how = "" if d.path else " (D4RL files are read from $D4RL_DATASET_DIR or ~/.d4rl/datasets)"
-            missing.append(f"{d.name}: {path} not found{how}")
-    return missing
+            by_folder.setdefault(path.parent, []).append(path.name)
+    out = []
+    for folder, names in by_folder.items():
+        hint = " ($D4RL_DATASET_DIR, else ~/.d4rl/datasets)" if folder == d4rl_dataset_dir() else ""
+        out.append(f"in {folder}{hint}: {', '.join(names)}")
+    return out
 
 
 def make_params(dataset: DatasetSpec) -> dict:
