@@ -179,3 +179,16 @@ def build_pretrain_artifact_distributed(cfg, store=None, workers: int = 2, use_g
     if found is None:
         raise RuntimeError(f"distributed pre-training finished without the artifact {store.path(ARTIFACT_KIND, params, FORMAT_VERSION)}")
     return found
+
+
+def build_artifact_data_parallel(algorithm: str, config: dict, dataset_path: str, storage: str,
+                                 workers: int = 2) -> str:
+    """Stage 1 for a DT pre-training job on several GPUs (the launcher's ``build_artifact`` twin): the
+    Ray task that calls this holds no resources; Ray Train places one worker per GPU."""
+    from synthrl.store import ArtifactStore
+    from synthrl.sweep.plan import build_config
+
+    if algorithm != "dt":
+        raise UserError(f"resources.pretrain_gpus: only DT pre-training runs data-parallel, not {algorithm}")
+    dt_config = build_config("dt", config, dataset_path, "cpu")
+    return str(build_pretrain_artifact_distributed(dt_config.pretrain, ArtifactStore(storage), workers=workers))

@@ -292,7 +292,13 @@ def build_artifacts(prepared: Prepared, pretrain_request: dict, max_gpus: float 
     if not needed:
         return {}
     algorithm = prepared.sweep.algorithm
-    remote = ray.remote(build_artifact)
+    remote, request, extra = ray.remote(build_artifact), pretrain_request, {}
+    if algorithm == "dt" and pretrain_request["num_gpus"] > 1:
+        # data-parallel DT pre-training: Ray Train places one worker per GPU; the driving task holds none
+        from trainables.distributed import build_artifact_data_parallel
+
+        remote, request = ray.remote(build_artifact_data_parallel), {"num_cpus": 0, "num_gpus": 0}
+        extra = {"workers": int(pretrain_request["num_gpus"])}
     limit = len(needed)
     if max_gpus is not None and pretrain_request["num_gpus"] > 0:
         limit = max(1, int(max_gpus // pretrain_request["num_gpus"]))
@@ -309,8 +315,8 @@ def build_artifacts(prepared: Prepared, pretrain_request: dict, max_gpus: float 
             job = prepared.plan.artifact(artifact_id)
             dataset = next(t.dataset.name for t in prepared.trials if t.artifact == artifact_id)
             ref = remote.options(name=f"pretrain:{prepared.name}:{artifact_id}", max_retries=2,
-                                 **pretrain_request).remote(algorithm, job.config,
-                                                            prepared.dataset_paths[dataset], str(prepared.storage))
+                                 **request).remote(algorithm, job.config,
+                                                   prepared.dataset_paths[dataset], str(prepared.storage), **extra)
             running[ref] = artifact_id
         ready, _ = ray.wait(list(running), num_returns=1, timeout=30.0)
         for ref in ready:
