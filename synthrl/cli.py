@@ -23,23 +23,32 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, lowest: int, expected: str) -> int:
     try:
         value = int(float(text)) if "e" in text.lower() else int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1; '1e6' is accepted for large update counts."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
 def nonneg_int(text: str) -> int:
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def nonneg_float(text: str) -> float:
     try:
-        value = int(float(text)) if "e" in text.lower() else int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
 
 

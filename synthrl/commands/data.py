@@ -21,18 +21,8 @@ def _env_name(text: str) -> str:
     return key
 
 
-def _noise(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a standard deviation >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a standard deviation >= 0, got {text!r}")
-    return value
-
-
 def register(subparsers) -> None:
-    from synthrl.cli import nonneg_int, positive_int
+    from synthrl.cli import nonneg_float, nonneg_int, positive_int
 
     parser = subparsers.add_parser("data", help="make and inspect D4RL-format offline datasets")
     verbs = parser.add_subparsers(dest="data_verb", metavar="{make,info}", parser_class=type(parser))
@@ -49,7 +39,7 @@ def register(subparsers) -> None:
     make.add_argument("--out", required=True, help="output .hdf5 file (written atomically)")
     make.add_argument("--seed", type=nonneg_int, default=0, help="seed of the resets and the policy noise (default 0)")
     make.add_argument("--version", choices=["v4", "v5"], default="v4", help="gymnasium environment version (default v4)")
-    make.add_argument("--noise", type=_noise, default=0.0, help="Gaussian action noise added to a saved policy")
+    make.add_argument("--noise", type=nonneg_float, default=0.0, help="Gaussian action noise added to a saved policy")
     make.add_argument("--member", type=nonneg_int, default=0, help="which ensemble member of a saved run acts (default 0)")
     make.add_argument("--device", default="cpu", help="device for a saved policy (default cpu)")
     make.add_argument("--envs", type=positive_int, default=1,
