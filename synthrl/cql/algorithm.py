@@ -127,6 +127,13 @@ def cql_losses(policy, q, q_target, log_alpha, obs, actions, next_obs, rewards, 
     return total, stats
 
 
+@torch.no_grad()
+def deterministic_actions(policy: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+    """The evaluation action tanh(mean): policy tensors [E, ...], obs [E, N, dS] -> [E, N, dA]."""
+    mean, _ = nets.policy_mean_log_std({k: v.detach() for k, v in policy.items()}, obs)
+    return torch.tanh(mean)
+
+
 # ---------------------------------------------------------------------------------------------
 # the ensemble
 
@@ -321,11 +328,9 @@ class CQLEnsemble:
         self.stats_count = 0
         return {name: mean[:, i] for i, name in enumerate(STAT_NAMES)}
 
-    @torch.no_grad()
     def deterministic_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [E, N, dS] -> tanh(mean) [E, N, dA]."""
-        mean, _ = nets.policy_mean_log_std({k: v.detach() for k, v in self.policy.items()}, obs)
-        return torch.tanh(mean)
+        return deterministic_actions(self.policy, obs)
 
     # -- checkpoint ----------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -147,6 +147,31 @@ def pretrained_source(config: DTConfig, store: ArtifactStore | None, build: bool
 
 
 # ---------------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------------
+def build_model(config: DTConfig, members: int, state_dim: int, act_dim: int,
+                ckpt: dict | None = None) -> tuple[DecisionTransformer, int]:
+    """The (uninitialised) ensemble model and the largest timestep index it embeds.
+
+    ``ckpt`` is the pre-trained backbone (as load_backbone_checkpoint returns it): its tensors give the
+    backbone's sizes, its "backbone" entry the head count, activation and LayerNorm eps. None: plain DT.
+    """
+    backbone_cfg = config.backbone
+    if ckpt is not None:
+        stored = ckpt.get("backbone") or {}
+        backbone_cfg = dataclasses.replace(
+            infer_backbone_config(ckpt["state_dict"], n_head=int(stored.get("n_head", 1)),
+                                  activation=str(stored.get("activation", "relu"))),
+            layer_norm_eps=float(stored.get("layer_norm_eps", 1e-5))).validate()
+    # timesteps index the timestep table: the plain DT's own (max_ep_len rows) or the position table
+    max_timestep = config.max_ep_len - 1 if ckpt is None else min(config.max_ep_len, backbone_cfg.n_positions) - 1
+    model = DecisionTransformer(
+        backbone_cfg, members, state_dim, act_dim, pretrained=ckpt is not None, max_ep_len=config.max_ep_len,
+        embd_dropout=config.embd_dropout, attn_dropout=config.attn_dropout, resid_dropout=config.resid_dropout)
+    return model, max_timestep
+
+
+# ---------------------------------------------------------------------------------------------
 # evaluation policy: every member x target x episode in one batched model call per step
 # ---------------------------------------------------------------------------------------------
 class DTEnsemblePolicy:
@@ -226,23 +251,10 @@ class DTRunner:
 
         # backbone: pre-trained (transfer, spec section 3) or fresh (plain DT)
         self.pretrained = pretrained_source(config, store)
-        backbone_cfg = config.backbone
-        ckpt = None
-        if self.pretrained is not None:
-            ckpt = load_backbone_checkpoint(self.pretrained["path"])
-            stored = ckpt.get("backbone") or {}
-            backbone_cfg = dataclasses.replace(
-                infer_backbone_config(ckpt["state_dict"], n_head=int(stored.get("n_head", 1)),
-                                      activation=str(stored.get("activation", "relu"))),
-                layer_norm_eps=float(stored.get("layer_norm_eps", 1e-5))).validate()
-        # timesteps index the timestep table: the plain DT's own (max_ep_len rows) or the position table
-        self.max_timestep = config.max_ep_len - 1 if ckpt is None else min(config.max_ep_len, backbone_cfg.n_positions) - 1
+        ckpt = load_backbone_checkpoint(self.pretrained["path"]) if self.pretrained is not None else None
+        self.model, self.max_timestep = build_model(config, self.members, ds.obs_dim, ds.act_dim, ckpt)
         self.data = prepare_trajectories(ds.trajectories(), config.rtg_scale, self.max_timestep + 1, self.device)
         self.state_dim, self.act_dim = self.data.state_dim, self.data.act_dim
-        self.model = DecisionTransformer(
-            backbone_cfg, self.members, self.state_dim, self.act_dim, pretrained=ckpt is not None,
-            max_ep_len=config.max_ep_len, embd_dropout=config.embd_dropout, attn_dropout=config.attn_dropout,
-            resid_dropout=config.resid_dropout)
         for e, seed in enumerate(config.seeds):
             self.model.init_member(e, torch.Generator().manual_seed(int(seed)))
         if ckpt is not None:
