@@ -21,9 +21,26 @@ from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
 START_TIMEOUT_S = 90
-# one token per test process: Ray's client caches the token it loaded, so every cluster this
-# process joins must share it
-CLUSTER_TOKEN = secrets.token_hex(16)
+
+
+def shared_token() -> str:
+    """The token every Ray cluster in this test process uses. Ray's client loads its token once and
+    keeps it, and a local ``ray.init`` elsewhere in the suite uses (or creates) the default token
+    file; so the loopback clusters use that same token, creating the file as Ray itself would."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"]
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # O_EXCL: a concurrent creator wins and both use its token
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(secrets.token_hex(32))
+        except FileExistsError:
+            pass
+    return path.read_text().strip()
+
+
+CLUSTER_TOKEN = shared_token()
 
 
 def free_port() -> int:
