@@ -169,6 +169,19 @@ def run_trial(config: dict) -> None:
     run_dir.mark_done({"updates": runner.updates_done, "wall_clock_s": round(writer.wall_clock_s(), 3)})
 
 
+class _NamedAfterTrial:
+    """Mixed into Tune's trial actor (``__mixins__``): its repr, which the dashboard shows as the actor's
+    name and Ray uses as its log prefix, becomes the trial name (variant__dataset__seedgroup). Ray
+    reads it once, at creation: an actor Tune reuses for later trials keeps its first trial's name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._name = self.trial_name
+
+
+run_trial.__mixins__ = (_NamedAfterTrial,)
+
+
 def _live_metrics(sweep_name: str, trial: Trial):
     """Ray metrics for the dashboard (trainables/metrics.py), when available."""
     try:
