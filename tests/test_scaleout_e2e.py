@@ -127,16 +127,19 @@ def test_worker_raylet_killed_mid_sweep_the_sweep_completes_without_recomputing(
         try:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                worker_tree.update(two_nodes.workers[0].descendants())
-                done = [p.parent for p in runs.rglob("DONE")] if runs.is_dir() else []
-                for trial_id, (_, pid) in worker_pids(storage, "twonode").items():
-                    run = RunDir(runs / trial_id)
-                    # kill once a trial has finished and a later one is part-way on the worker
-                    if done and pid in worker_tree and run.has_checkpoint() and not run.is_done():
-                        seen.update(trial=trial_id, rows=run.read_metrics(),
-                                    finished={str(d): (d / "metrics.csv").read_bytes() for d in done})
-                        os.kill(two_nodes.workers[0].raylet_pid(), signal.SIGKILL)
-                        return
+                try:
+                    worker_tree.update(two_nodes.workers[0].descendants())
+                    done = [p.parent for p in runs.rglob("DONE")] if runs.is_dir() else []
+                    for trial_id, (_, pid) in worker_pids(storage, "twonode").items():
+                        run = RunDir(runs / trial_id)
+                        # kill once a trial has finished and a later one is part-way on the worker
+                        if done and pid in worker_tree and run.has_checkpoint() and not run.is_done():
+                            seen.update(trial=trial_id, rows=run.read_metrics(),
+                                        finished={str(d): (d / "metrics.csv").read_bytes() for d in done})
+                            os.kill(two_nodes.workers[0].raylet_pid(), signal.SIGKILL)
+                            return
+                except (FileNotFoundError, ProcessLookupError):
+                    pass  # a file swapped by an atomic rename, or a process gone, as we looked: look again
                 time.sleep(0.1)
             seen["error"] = "no trial ran on the worker node"
         except Exception as e:  # surfaces in the assertions below
