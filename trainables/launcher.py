@@ -35,7 +35,7 @@ from trainables import resources as res
 from trainables.trainable import PID_FILE, build_artifact, run_directory, run_trial
 
 SWEEP_FILE = "sweep.json"
-REUSE_ACTORS = True   # see benchmarks/RESULTS-sweep.md: a reused worker saves its start-up per trial
+REUSE_ACTORS = True   # see benchmarks/RESULTS.md (sweep service): a reused worker saves its start-up per trial
 TUNE_DIR = "_tune"
 
 Printer = Callable[[str], None]
