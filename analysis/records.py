@@ -97,6 +97,8 @@ def derive_variant(params: dict) -> str:
     variant = params.get("variant")
     if variant and ("sweep" in params or not AUTO_VARIANT.match(str(variant))):
         return str(variant)
+    if variant and not str(variant).endswith("+pretrained"):
+        return pretty_variant(str(variant))  # the run named its own kind ('dt+mc' -> 'DT+Synthetic')
     algorithm = str(params.get("algorithm", "?")).upper()
     kind = _pretrain_kind(params)
     return algorithm if kind is None else f"{algorithm}+{PRETRAIN_NAMES.get(kind.lower(), kind)}"

@@ -51,12 +51,14 @@ class RunDir:
 
     def check_params_match(self, params: dict, ignore: Iterable[str] = ()) -> None:
         """On --resume, refuse to continue a run whose recorded parameters differ from the new ones."""
-        old = self.read_params()
+        old, new = _flatten(self.read_params()), _flatten(params)
         skip = set(ignore)
-        diff = sorted(k for k in set(old) | set(params) if k not in skip and old.get(k) != params.get(k))
+        diff = sorted(k for k in set(old) | set(new)
+                      if k.split(".", 1)[0] not in skip and k not in skip and old.get(k) != new.get(k))
         if diff:
-            shown = ", ".join(f"{k}: {old.get(k)!r} -> {params.get(k)!r}" for k in diff[:5])
-            raise UserError(f"{self.path}: --resume with different parameters ({shown}); use a new --out")
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
+            more = f" and {len(diff) - 5} more" if len(diff) > 5 else ""
+            raise UserError(f"{self.path}: --resume with different parameters ({shown}{more}); use a new --out")
 
     # -- metrics --------------------------------------------------------------------------------
     @property
@@ -131,6 +133,16 @@ class RunDir:
 
     def mark_done(self, summary: dict | None = None) -> None:
         atomic_write_json(self.path / DONE, summary or {})
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}, so a changed nested field is named, not its whole parent."""
+    if not isinstance(obj, dict):
+        return {prefix: obj}
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
 
 
 def load_state_file(path: str | os.PathLike, map_location: str = "cpu") -> dict:

@@ -209,7 +209,7 @@ def test_end_to_end_through_the_cli(hopper_file, tmp_path, capsys):
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["seed"] for r in rows] == ["0", "1"] and all(r["update"] == "2" for r in rows)
     params = json.loads((out / "params.json").read_text())
-    assert params["algorithm"] == "dt" and params["variant"] == "dt+pretrained" and params["env_id"] == "Hopper-v4"
+    assert params["algorithm"] == "dt" and params["variant"] == "dt+text" and params["env_id"] == "Hopper-v4"
     assert (out / "DONE").is_file()
     assert main(argv[:-1] + ["--pretrain-step", "7"]) == 2
     assert "step 7" in capsys.readouterr().err

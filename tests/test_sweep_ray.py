@@ -174,7 +174,8 @@ def test_sigkilled_trial_is_retried_from_its_checkpoint_bit_identically(ray_sess
 def test_killed_driver_then_sweep_resume_completes_without_rerunning_finished_trials(ray_session, storage, tmp_path):
     doc = tiny_doc("resumed", [
         {"name": "short", "finetune": {"updates": 20, "eval_every": 20}},
-        {"name": "long", "finetune": {"updates": 200, "eval_every": 20}},
+        # long enough that it is still running when the driver is killed, on an idle machine too
+        {"name": "long", "finetune": {"updates": 2000, "eval_every": 200}},
     ])
     sweep_file = tmp_path / "resumed.yaml"
     sweep_file.write_text(yaml.safe_dump(doc))
@@ -209,7 +210,7 @@ def test_killed_driver_then_sweep_resume_completes_without_rerunning_finished_tr
     assert (long_dir / "DONE").exists()
     assert ((short_dir / "DONE").stat().st_mtime_ns, (short_dir / "metrics.csv").read_text()) == finished_before
     updates = [int(r["update"]) for r in metrics_without_clock(long_dir)]
-    assert updates == sorted(updates) and updates[-1] == 200 and len(updates) == 2 * 10   # no duplicated rows
+    assert updates == sorted(updates) and updates[-1] == 2000 and len(updates) == 2 * 10   # no duplicated rows
     status = subprocess.run(base + ["status", "resumed", "--storage", str(storage)], capture_output=True, text=True,
                             timeout=120, cwd=REPO)
     assert status.returncode == 0 and "trials: 2 done of 2" in status.stdout

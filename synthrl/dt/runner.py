@@ -440,7 +440,16 @@ def variant_name(config: DTConfig) -> str:
     if config.pretrain is not None:
         return f"dt+{config.pretrain.data}"
     if config.pretrained_path is not None:
-        return "dt+pretrained"
+        # a checkpoint inside one of our artifacts names its data kind (dt+mc, dt+iid, ...)
+        import json
+
+        from synthrl.dt.pretrain import resolve_pretrained
+
+        try:
+            meta = resolve_pretrained(config.pretrained_path, config.pretrain_step).parent / "params.json"
+            return f"dt+{json.loads(meta.read_text())['params']['data']['kind']}"
+        except (OSError, ValueError, KeyError, TypeError, UserError):
+            return "dt+pretrained"  # an imported GPT-2 checkpoint or a loose file
     return "dt"
 
 
