@@ -21,26 +21,16 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _table_number(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a table number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a table number, got {text!r}")
-    return value
-
-
 def register(subparsers) -> None:
+    from synthrl.cli import positive_int
+
     p = subparsers.add_parser("tables", help="the paper's tables from run directories or a long CSV",
                               description=__doc__.splitlines()[0].replace("``", ""))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
     src.add_argument("--csv", metavar="FILE", help="a long CSV: algorithm, variant, dataset, seed, update, normalized_score, ...")
     cols = p.add_mutually_exclusive_group(required=True)
-    cols.add_argument("--table", type=_table_number, metavar="N",
+    cols.add_argument("--table", type=positive_int, metavar="N",
                       help="columns from sweeps/tableN.yaml (18-25: the best-score twins of 1-8)")
     cols.add_argument("--variants", type=_names, metavar="A,B,...", help="the columns, in order")
     p.add_argument("--measure", choices=["final", "best", "updates-to-90", "compute"],

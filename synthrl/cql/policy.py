@@ -16,6 +16,7 @@ import torch
 from synthrl.cql.algorithm import deterministic_actions
 from synthrl.cql.config import CQLConfig
 from synthrl.envs.specs import get_spec
+from synthrl.envs.policies import member_checkpoint
 from synthrl.errors import UserError
 from synthrl.rundir import RunDir
 
@@ -53,12 +54,7 @@ def load_policy(run_dir: str | Path, *, member: int = 0, device: str = "cpu") ->
     except (KeyError, TypeError) as e:
         raise UserError(f"{run.path / 'params.json'}: not the params of a cql run (missing {e})") from None
     seeds = list(config.seeds)
-    if not isinstance(member, int) or not 0 <= member < len(seeds):
-        raise UserError(f"--member {member}: the cql run {where} has {len(seeds)} member(s) "
-                        f"(seeds {seeds}); expected 0..{len(seeds) - 1}")
-    if not run.has_checkpoint():
-        raise UserError(f"{where}: no checkpoint yet (the run saves one at its first evaluation)")
-    state = run.load_checkpoint()
+    state = member_checkpoint(run, seeds, member, "cql")
     try:
         ensemble = state["runner"]["ensemble"]
         policy, saved_seeds = ensemble["policy"], [int(s) for s in ensemble["seeds"]]

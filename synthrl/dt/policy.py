@@ -20,6 +20,7 @@ import numpy as np
 from synthrl.dt.config import DTConfig
 from synthrl.dt.pretrain import load_backbone_checkpoint, resolve_pretrained, use_bf16
 from synthrl.dt.runner import DTEnsemblePolicy, DTRunner, build_model, state_normalizer
+from synthrl.envs.policies import member_checkpoint
 from synthrl.errors import UserError
 from synthrl.rundir import RunDir
 
@@ -100,12 +101,7 @@ def load_policy(run_dir: str | Path, *, member: int = 0, device: str = "cpu") ->
     where = str(run.path)
     config = _config(run, params, str(device))
     seeds = list(config.seeds)
-    if not isinstance(member, int) or not 0 <= member < len(seeds):
-        raise UserError(f"--member {member}: the dt run {where} has {len(seeds)} member(s) "
-                        f"(seeds {seeds}); expected 0..{len(seeds) - 1}")
-    if not run.has_checkpoint():
-        raise UserError(f"{where}: no checkpoint yet (the run saves one at its first evaluation)")
-    state = run.load_checkpoint()
+    state = member_checkpoint(run, seeds, member, "dt")
     try:
         model_state, saved_seeds = state["runner"]["model"], [int(s) for s in state["runner"]["seeds"]]
     except (KeyError, TypeError) as e:

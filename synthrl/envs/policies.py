@@ -145,3 +145,13 @@ def load_policy(path: str | Path, *, member: int = 0, device: str = "cpu"):
             raise UserError(f"policy {str(path)!r}: a {algorithm} run, but {module_name} is not available in this install") from None
         raise
     return module.load_policy(run_dir, member=member, device=device)
+
+
+def member_checkpoint(run, seeds: list[int], member: int, algorithm: str) -> dict:
+    """The checkpoint of a saved run (a synthrl.rundir.RunDir), after checking ``member`` indexes its seeds."""
+    if not isinstance(member, int) or not 0 <= member < len(seeds):
+        raise UserError(f"--member {member}: the {algorithm} run {run.path} has {len(seeds)} member(s) "
+                        f"(seeds {seeds}); expected 0..{len(seeds) - 1}")
+    if not run.has_checkpoint():
+        raise UserError(f"{run.path}: no checkpoint yet (the run saves one at its first evaluation)")
+    return run.load_checkpoint()
