@@ -49,13 +49,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def node_ports() -> dict[str, int]:
+def node_ports(avoid: tuple[int, ...] = ()) -> dict[str, int]:
     """Every port a node listens on, chosen free, so two nodes (and two test runs) never collide."""
     names = ["node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
              "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port"]
     ports = {name: free_port() for name in names}
+    taken = set(ports.values()) | set(avoid)
+    # a small worker-port range of its own (workers bind these; a clash only costs a retry), which
+    # must not hold any of the node's other ports: ray start refuses that
     low = free_port()
-    # a small worker-port range of its own (workers bind these; a clash only costs a retry)
+    while any(low <= p <= low + 200 for p in taken) or low + 200 > 65535:
+        low = free_port()
     ports["min-worker-port"], ports["max-worker-port"] = low, low + 200
     return ports
 
@@ -124,13 +128,13 @@ class LoopbackCluster:
     head: RayNode | None = None
     workers: list[RayNode] = field(default_factory=list)
 
-    def _start(self, name: str, args: list[str]) -> RayNode:
+    def _start(self, name: str, args: list[str], avoid: tuple[int, ...] = ()) -> RayNode:
         temp_dir = self.root / name
         temp_dir.mkdir(parents=True, exist_ok=True)
         log = self.root / f"{name}.log"
         cmd = [RAY, "start", "--block", "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp_dir),
                "--disable-usage-stats", "--log-style", "record", *args]
-        ports = node_ports()
+        ports = node_ports(avoid)
         for flag, port in ports.items():
             cmd += [f"--{flag}", str(port)]
         with open(log, "w") as out:
@@ -140,14 +144,14 @@ class LoopbackCluster:
 
     def start_head(self, num_cpus: int = 1, num_gpus: int = 0, resources: str | None = None,
                    dashboard: bool = True) -> None:
-        port, dash_port = free_port(), free_port()
+        port, dash_port, client_port = free_port(), free_port(), free_port()
         args = ["--head", "--port", str(port), "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
                 "--include-dashboard", str(dashboard).lower(), "--dashboard-host", "127.0.0.1",
-                "--dashboard-port", str(dash_port), "--ray-client-server-port", str(free_port()),
+                "--dashboard-port", str(dash_port), "--ray-client-server-port", str(client_port),
                 "--object-store-memory", str(100 * 2**20)]
         if resources:
             args += ["--resources", resources]
-        self.head = self._start("head", args)
+        self.head = self._start("head", args, avoid=(port, dash_port, client_port))
         self.address = f"127.0.0.1:{port}"
         self.dashboard_url = f"http://127.0.0.1:{dash_port}"
         self.wait_started(self.head, dashboard=dashboard)
