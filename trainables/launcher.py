@@ -37,6 +37,9 @@ from trainables.trainable import PID_FILE, build_artifact, run_directory, run_tr
 SWEEP_FILE = "sweep.json"
 REUSE_ACTORS = True   # see benchmarks/RESULTS.md (sweep service): a reused worker saves its start-up per trial
 TUNE_DIR = "_tune"
+# every evaluation is a checkpoint by design, so short trials save Tune's state often: Tune's
+# "snapshotting triggered multiple times" warning would repeat through the live view
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 Printer = Callable[[str], None]
 
