@@ -5,15 +5,13 @@
 
 from __future__ import annotations
 
-from synthrl.commands.tables import _names
+from synthrl.commands.tables import _names, add_source_arguments
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("curves", help="learning curves (PNG) from run directories or a long CSV",
                               description=__doc__.splitlines()[0].replace("``", ""))
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
-    src.add_argument("--csv", metavar="FILE", help="a long CSV of evaluation records")
+    add_source_arguments(p)
     p.add_argument("--variants", type=_names, metavar="A,B,...", help="which variants, in legend order (default: all)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
     p.set_defaults(func=main)

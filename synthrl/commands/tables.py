@@ -21,14 +21,20 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def add_source_arguments(parser) -> None:
+    """--results DIR | --csv FILE: where the evaluation records come from (tables and curves alike)."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
+    src.add_argument("--csv", metavar="FILE",
+                     help="a long CSV: algorithm, variant, dataset, seed, update, normalized_score, ...")
+
+
 def register(subparsers) -> None:
     from synthrl.cli import positive_int
 
     p = subparsers.add_parser("tables", help="the paper's tables from run directories or a long CSV",
                               description=__doc__.splitlines()[0].replace("``", ""))
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
-    src.add_argument("--csv", metavar="FILE", help="a long CSV: algorithm, variant, dataset, seed, update, normalized_score, ...")
+    add_source_arguments(p)
     cols = p.add_mutually_exclusive_group(required=True)
     cols.add_argument("--table", type=positive_int, metavar="N",
                       help="columns from sweeps/tableN.yaml (18-25: the best-score twins of 1-8)")
