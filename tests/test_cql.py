@@ -295,6 +295,27 @@ def test_resume_is_bit_identical(tmp_path):
     assert read_rows(part) == rows
 
 
+def test_progress_pieces_keep_the_update_stream(monkeypatch):
+    import synthrl.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "PROGRESS_UPDATES", 5)
+    runner = make_runner_tiny()
+    assert runner.split_granularity == 4
+    assert runner_module.progress_pieces(runner, 20) == [8, 8, 4]
+    assert runner_module.progress_pieces(runner, 3) == [3]
+    whole = make_ensemble(seeds=(0, 1), chunk=4)
+    whole.train(20)
+    for piece in runner_module.progress_pieces(runner, 20):
+        runner.train(piece)
+    for name, value in whole.state_dict()["policy"].items():
+        assert torch.equal(value, runner.ensemble.state_dict()["policy"][name]), name
+    # a cut that is not a multiple of the granularity draws different random numbers: the check can fail
+    split = make_ensemble(seeds=(0, 1), chunk=4)
+    split.train(3)
+    split.train(17)
+    assert not torch.equal(whole.state_dict()["policy"]["w0"], split.state_dict()["policy"]["w0"])
+
+
 def test_config_validation_errors_name_the_field():
     with pytest.raises(UserError, match="cql.pretrain"):
         CQLConfig(dataset="x", pretrain="wiki").validate()

@@ -198,6 +198,11 @@ class CQLRunner:
         return self.ensemble.updates_done
 
     @property
+    def split_granularity(self) -> int:
+        # random numbers are drawn rng_chunk updates at a time, restarting at every train() call
+        return self.ensemble.rng_chunk
+
+    @property
     def seeds(self) -> list[int]:
         return [m["seed"] for m in self.member_info]
 
