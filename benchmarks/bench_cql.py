@@ -6,6 +6,8 @@
 Training uses random in-memory data with the task's dims (speed does not depend on the values).
 "with eval" adds one real evaluation (gymnasium env, eval_episodes per member, <= 1000 steps)
 per --eval-every updates: rate = updates / (train time + evaluations x time of one evaluation).
+"overlapped" evaluates a snapshot in the background thread while training goes on (what
+`synthrl run cql` does on CUDA): the interval then takes max(evaluation, training slowed by it).
 Also times forward-dynamics pre-training. Prints one line per setting and the peak GPU memory.
 """
 
@@ -70,7 +72,32 @@ def bench_train(E: int, args, data) -> dict:
         with_eval = args.eval_every / (args.eval_every * per_update_s + eval_s)
         out.update({"eval_s": round(eval_s, 3), "eval_env_steps": int(result.lengths.sum()),
                     "eval_every": args.eval_every, "seed_updates_per_s_with_eval": round(E * with_eval, 1)})
+        out.update(bench_overlap(ens, E, args, per_update_s))
     return out
+
+
+def bench_overlap(ens: CQLEnsemble, E: int, args, per_update_s: float) -> dict:
+    """Train while one evaluation of a snapshot runs in the background; project the schedule's rate."""
+    from synthrl.cql.runner import EnsemblePolicy, PolicySnapshot
+    from synthrl.envs import evaluate_async
+
+    started = time.perf_counter()
+    future = evaluate_async(args.env, EnsemblePolicy(PolicySnapshot(ens), args.eval_episodes), list(range(E)),
+                            args.eval_episodes, 2)
+    during = 0
+    while not future.done():
+        ens.train(args.rng_chunk)
+        during += args.rng_chunk
+    sync(args.device)
+    eval_s = time.perf_counter() - started
+    future.result()
+    rate_during = during / eval_s  # updates/s while the evaluation runs
+    if rate_during * eval_s >= args.eval_every:
+        interval_s = max(eval_s, args.eval_every / rate_during)
+    else:
+        interval_s = eval_s + (args.eval_every - rate_during * eval_s) * per_update_s
+    return {"overlap_eval_s": round(eval_s, 3), "overlap_updates_during_eval": during,
+            "seed_updates_per_s_with_overlapped_eval": round(E * args.eval_every / interval_s, 1)}
 
 
 def bench_pretrain(args, obs_dim: int, act_dim: int) -> dict:

@@ -9,6 +9,8 @@ and exposes::
     runner.evaluate() -> list[dict]           # one row per ensemble member (seed, update, scores, losses)
     runner.state_dict() / load_state_dict(s)  # everything needed for a bit-identical continuation on CPU
     runner.metric_columns -> list[str]        # metrics.csv columns, in order
+    runner.start_evaluation() -> PendingRows  # optional: evaluate a snapshot while training goes on
+    runner.eval_overlap -> bool               # optional: drive uses start_evaluation when true
 
 ``drive`` is what ``synthrl run`` uses; a Tune trainable calls ``train``/``evaluate`` itself
 between ``tune.report`` calls and writes the same run directory through ``RunDirWriter``.
@@ -35,6 +37,14 @@ class Runner(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+class PendingRows(Protocol):
+    """An evaluation running in the background on a snapshot of the policies."""
+
+    def done(self) -> bool: ...
+
+    def rows(self) -> list[dict[str, Any]]: ...  # blocks until the evaluation has finished
 
 
 # updates between progress-bar refreshes (a CPU CQL update takes ~0.1 s: 5,000 between evaluations is minutes)
@@ -84,12 +94,35 @@ class RunDirWriter:
     def evaluate_and_record(self) -> list[dict[str, Any]]:
         """Evaluate, append the rows to metrics.csv, then checkpoint (metrics first: resume truncates)."""
         rows = self.runner.evaluate()
+        self._record(rows, self.checkpoint_state())
+        return rows
+
+    def start_evaluation(self) -> "OverlappedEvaluation":
+        """Start evaluating in the background; the checkpoint of this moment waits beside it, in memory."""
+        pending = self.runner.start_evaluation()
+        return OverlappedEvaluation(pending, self.checkpoint_state())
+
+    def finish_evaluation(self, evaluation: "OverlappedEvaluation") -> list[dict[str, Any]]:
+        """Wait for the rows, append them, then write the checkpoint taken when the evaluation started."""
+        rows = evaluation.pending.rows()
+        self._record(rows, evaluation.checkpoint)
+        return rows
+
+    def _record(self, rows: list[dict[str, Any]], checkpoint: dict) -> None:
         wall = self.wall_clock_s()
         for row in rows:
             row.setdefault("wall_clock_s", round(wall, 3))
         self.run_dir.append_metrics(rows, self.runner.metric_columns)
-        self.run_dir.save_checkpoint(self.checkpoint_state())
-        return rows
+        self.run_dir.save_checkpoint(checkpoint)
+
+
+class OverlappedEvaluation:
+    def __init__(self, pending: PendingRows, checkpoint: dict):
+        self.pending, self.checkpoint = pending, checkpoint
+
+
+def overlaps_evaluation(runner: Runner) -> bool:
+    return bool(getattr(runner, "eval_overlap", False)) and hasattr(runner, "start_evaluation")
 
 
 def drive(
@@ -102,6 +135,9 @@ def drive(
 ) -> list[dict[str, Any]]:
     """Train to ``total_updates`` with an evaluation every ``eval_every`` updates; write DONE last.
 
+    With a runner that overlaps evaluation, each evaluation runs on a snapshot while training goes
+    on; its rows and the checkpoint of its moment are written as soon as it finishes (at the latest
+    before the next one starts), so metrics.csv and resume are exactly as without overlap.
     Returns the last evaluation's rows.
     """
     from tqdm import tqdm
@@ -110,20 +146,42 @@ def drive(
     if resume:
         writer.restore()
     last_rows: list[dict[str, Any]] = []
+    overlap = overlaps_evaluation(runner)
+    pending: OverlappedEvaluation | None = None
     bar = tqdm(total=runner.total_updates, initial=runner.updates_done, desc=desc, unit="upd",
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
+
+    def recorded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        scores = [r["normalized_score"] for r in rows if r.get("normalized_score") is not None]
+        if scores:
+            bar.set_postfix(score=f"{sum(scores) / len(scores):.1f}")
+        if on_eval is not None:
+            on_eval(rows)
+        return rows
+
     try:
         while runner.updates_done < runner.total_updates:
             for piece in progress_pieces(runner, updates_until_next_eval(runner)):
                 runner.train(piece)
                 bar.update(piece)
+                if pending is not None and pending.pending.done():
+                    last_rows, pending = recorded(writer.finish_evaluation(pending)), None
             if runner.updates_done % runner.eval_every == 0 or runner.updates_done >= runner.total_updates:
-                last_rows = writer.evaluate_and_record()
-                scores = [r["normalized_score"] for r in last_rows if r.get("normalized_score") is not None]
-                if scores:
-                    bar.set_postfix(score=f"{sum(scores) / len(scores):.1f}")
-                if on_eval is not None:
-                    on_eval(last_rows)
+                if not overlap:
+                    last_rows = recorded(writer.evaluate_and_record())
+                    continue
+                if pending is not None:  # evaluations are recorded in order, one at a time
+                    last_rows, pending = recorded(writer.finish_evaluation(pending)), None
+                pending = writer.start_evaluation()
+        if pending is not None:
+            last_rows, pending = recorded(writer.finish_evaluation(pending)), None
+    except Exception:
+        if pending is not None:  # training failed after a snapshot: its evaluation and checkpoint still count
+            try:
+                writer.finish_evaluation(pending)
+            except Exception:
+                pass
+        raise
     finally:
         bar.close()
     run_dir.mark_done({"updates": runner.updates_done, "wall_clock_s": round(writer.wall_clock_s(), 3)})

@@ -295,6 +295,61 @@ def test_resume_is_bit_identical(tmp_path):
     assert read_rows(part) == rows
 
 
+def test_overlapped_evaluation_writes_what_synchronous_evaluation_writes(tmp_path):
+    sync = tmp_path / "sync"
+    drive(make_runner_tiny(), RunDir(sync), progress=False)
+
+    seen_live_weights = []
+
+    def slow_evaluate(env, policy, member_seeds, episodes, eval_index, version="v4"):
+        import time
+
+        time.sleep(0.05)  # training runs on meanwhile: the snapshot, not the live weights, is evaluated
+        seen_live_weights.append(policy.ensemble is runner.ensemble)
+        return fake_evaluate(env, policy, member_seeds, episodes, eval_index, version)
+
+    runner = make_runner_tiny()
+    runner.eval_overlap, runner.evaluate_fn = True, slow_evaluate
+    over = tmp_path / "overlap"
+    drive(runner, RunDir(over), progress=False)
+    assert seen_live_weights == [False] * 4
+    assert read_rows(over) == read_rows(sync)
+    a, b = RunDir(sync).load_checkpoint()["runner"], RunDir(over).load_checkpoint()["runner"]
+    assert a["evals_done"] == b["evals_done"] == 4
+    for name, value in a["ensemble"]["policy"].items():
+        assert torch.equal(value, b["ensemble"]["policy"][name]), name
+
+    # interrupted mid-run: the checkpoint written is the one taken when its evaluation started
+    part = tmp_path / "part"
+    interrupted = make_runner_tiny(total=20)
+    interrupted.eval_overlap = True
+    drive(interrupted, RunDir(part), progress=False)
+    assert RunDir(part).load_checkpoint()["runner"]["ensemble"]["updates_done"] == 20
+    (part / "DONE").unlink()
+    resumed = make_runner_tiny()
+    resumed.eval_overlap = True
+    drive(resumed, RunDir(part), resume=True, progress=False)
+    assert read_rows(part) == read_rows(sync)
+
+
+def test_a_training_failure_still_records_the_running_evaluation(tmp_path):
+    runner = make_runner_tiny()
+    runner.eval_overlap = True
+    train = runner.train
+
+    def failing_train(n):
+        if runner.updates_done >= 10:
+            raise RuntimeError("device lost")
+        train(n)
+
+    runner.train = failing_train
+    with pytest.raises(RuntimeError, match="device lost"):
+        drive(runner, RunDir(tmp_path / "run"), progress=False)
+    rows = read_rows(tmp_path / "run")
+    assert [int(r["update"]) for r in rows] == [10, 10]
+    assert RunDir(tmp_path / "run").load_checkpoint()["runner"]["evals_done"] == 1
+
+
 def test_progress_pieces_keep_the_update_stream(monkeypatch):
     import synthrl.runner as runner_module
 
@@ -409,6 +464,25 @@ def test_cuda_graph_update_equals_eager():
     again.train(8)
     for k in graphed.q:
         assert torch.equal(graphed.q[k], again.q[k])
+
+
+@pytest.mark.gpu
+def test_cuda_overlapped_evaluation_sees_the_snapshot(tmp_path):
+    def runner_on_cuda(overlap):
+        ens = make_ensemble(seeds=(0, 1), chunk=4, device="cuda", accel="graph")
+        info = [{"seed": s, "dataset": "tiny", "variant": "cql"} for s in (0, 1)]
+        return CQLRunner(ens, info, env="hopper", total_updates=40, eval_every=10, eval_episodes=2,
+                         evaluate_fn=fake_evaluate, eval_overlap=overlap)
+
+    drive(runner_on_cuda(False), RunDir(tmp_path / "sync"), progress=False)
+    drive(runner_on_cuda(True), RunDir(tmp_path / "overlap"), progress=False)
+    for a, b in zip(read_rows(tmp_path / "sync"), read_rows(tmp_path / "overlap")):
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(a[k], float):
+                assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), k
+            else:
+                assert a[k] == b[k], k
 
 
 def test_group_runner_mixes_datasets_pretraining_and_ratios(tmp_path):

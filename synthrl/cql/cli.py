@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: CUDA graph on cuda, eager on cpu")
     p.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
                    help="CUDA fp32 matmul precision (high: TF32; faster, check the learning curves)")
+    p.add_argument("--eval-overlap", choices=("auto", "on", "off"), default="auto",
+                   help="evaluate a snapshot of the policies while training goes on (auto: on cuda)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -59,6 +61,7 @@ def config_from_args(args: argparse.Namespace) -> CQLConfig:
         eval_every=args.eval_every, eval_episodes=args.eval_episodes, finetune_ratio=args.finetune_ratio,
         cql_n_actions=args.cql_n_actions, batch_size=args.batch_size, env_version=args.env_version,
         device=args.device, accel=args.accel, matmul_precision=args.matmul_precision,
+        eval_overlap=args.eval_overlap,
     ).validate()
 
 

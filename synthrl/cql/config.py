@@ -79,6 +79,7 @@ class CQLConfig:
     accel: str = "auto"                            # auto (CUDA graph on cuda) | eager | graph
     rng_chunk: int = 64                            # updates whose random numbers are drawn in one go
     matmul_precision: str = "highest"              # CUDA fp32 matmuls: highest (fp32) | high (TF32) | medium
+    eval_overlap: str = "auto"                     # evaluate a snapshot while training goes on: auto (on cuda) | on | off
 
     @property
     def total_updates(self) -> int:
@@ -126,6 +127,8 @@ class CQLConfig:
             raise UserError(f"cql.env_version: expected v4 or v5, got {self.env_version!r}")
         if self.matmul_precision not in ("highest", "high", "medium"):
             raise UserError(f"cql.matmul_precision: expected highest, high or medium, got {self.matmul_precision!r}")
+        if self.eval_overlap not in ("auto", "on", "off"):
+            raise UserError(f"cql.eval_overlap: expected auto, on or off, got {self.eval_overlap!r}")
         if self.accel not in ACCEL_MODES:
             raise UserError(f"cql.accel: expected one of {', '.join(ACCEL_MODES)}, got {self.accel!r}")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import synthrl
-from synthrl.cql.algorithm import STAT_NAMES, CQLEnsemble, LossSettings, MemberInit
+from synthrl.cql.algorithm import STAT_NAMES, CQLEnsemble, LossSettings, MemberInit, deterministic_actions
 from synthrl.cql.config import CQLConfig
 from synthrl.cql.pretrain import build_pretrain_artifact_for, pretrain_params_for, transferred_q
 from synthrl.errors import UserError
@@ -76,7 +76,7 @@ def run_params(config: CQLConfig) -> dict:
 
     pp = pretrain_params(config)
     cfg = config.to_dict()
-    for execution_only in ("device", "accel"):  # do not change results
+    for execution_only in ("device", "accel", "eval_overlap"):  # do not change results
         cfg.pop(execution_only)
     return {
         "algorithm": "cql",
@@ -113,7 +113,7 @@ def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | N
     shared = ("updates", "extra_updates", "eval_every", "eval_episodes", "batch_size", "discount", "policy_lr",
               "q_lr", "alpha_lr", "soft_target_tau", "cql_n_actions", "cql_temperature", "cql_min_q_weight",
               "importance_sampling", "safe_q_factor", "action_clip", "hidden", "env_version", "device", "accel",
-              "rng_chunk", "matmul_precision")
+              "rng_chunk", "matmul_precision", "eval_overlap")
     for c in configs[1:]:
         diff = [k for k in shared if getattr(c, k) != getattr(first, k)]
         if diff:
@@ -155,16 +155,57 @@ def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | N
                           importance_sampling=first.importance_sampling),
         rng_chunk=first.rng_chunk, device=device, accel=first.accel)
     return CQLRunner(ensemble, info, env=env, total_updates=first.total_updates, eval_every=first.eval_every,
-                     eval_episodes=first.eval_episodes, env_version=first.env_version, evaluate_fn=evaluate_fn)
+                     eval_episodes=first.eval_episodes, env_version=first.env_version, evaluate_fn=evaluate_fn,
+                     eval_overlap=first.eval_overlap == "on" or (first.eval_overlap == "auto" and device.startswith("cuda")))
 
 
 # ---------------------------------------------------------------------------------------------
 # the runner
 
-class EnsemblePolicy:
-    """BatchPolicy for evaluation: env b belongs to member b // episodes; deterministic tanh(mean)."""
+class PolicySnapshot:
+    """The ensemble's policy weights copied at one moment, for an evaluation that overlaps training.
 
-    def __init__(self, ensemble: CQLEnsemble, episodes: int):
+    On CUDA the copy is made in the training stream's order and evaluated on a stream of its own,
+    so the evaluation's per-step host reads never wait behind queued training updates.
+    """
+
+    def __init__(self, ensemble: CQLEnsemble):
+        self.device, self.num_members = ensemble.device, ensemble.num_members
+        self.policy = {k: v.detach().clone() for k, v in ensemble.policy.items()}
+        self.stream = None
+        if self.device.type == "cuda":
+            self.stream = torch.cuda.Stream(self.device)
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+            for v in self.policy.values():
+                v.record_stream(self.stream)
+
+    def deterministic_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.stream is None:
+            return deterministic_actions(self.policy, obs)
+        with torch.cuda.stream(self.stream):
+            return deterministic_actions(self.policy, obs)
+
+
+class PendingEvaluation:
+    """Rows of an evaluation running in the background (synthrl.runner.PendingRows)."""
+
+    def __init__(self, future, to_rows: Callable):
+        self.future, self.to_rows = future, to_rows
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.to_rows(self.future.result())
+
+
+class EnsemblePolicy:
+    """BatchPolicy for evaluation: env b belongs to member b // episodes; deterministic tanh(mean).
+
+    ``ensemble`` is the live CQLEnsemble or a PolicySnapshot of it.
+    """
+
+    def __init__(self, ensemble: "CQLEnsemble | PolicySnapshot", episodes: int):
         self.ensemble, self.episodes = ensemble, int(episodes)
 
     def reset(self, num_envs: int) -> None:
@@ -188,6 +229,7 @@ class CQLRunner:
     eval_episodes: int
     env_version: str = "v4"
     evaluate_fn: Callable | None = None
+    eval_overlap: bool = False  # drive evaluates a snapshot in the background while training goes on
 
     def __post_init__(self):
         self.metric_columns = list(METRIC_COLUMNS)
@@ -210,16 +252,38 @@ class CQLRunner:
         self.ensemble.train(int(n_updates))
 
     def evaluate(self) -> list[dict[str, Any]]:
-        evaluate = self.evaluate_fn
-        if evaluate is None:
-            from synthrl.envs import evaluate
-        stats = self.ensemble.pop_stats()
-        result = evaluate(self.env, EnsemblePolicy(self.ensemble, self.eval_episodes), self.seeds,
-                          self.eval_episodes, self.evals_done, version=self.env_version)
+        stats, update, index = self._begin_evaluation()
+        result = self._evaluate_fn()(self.env, EnsemblePolicy(self.ensemble, self.eval_episodes), self.seeds,
+                                     self.eval_episodes, index, version=self.env_version)
+        return self._rows(result, stats, update)
+
+    def start_evaluation(self) -> PendingEvaluation:
+        """Evaluate a snapshot of the policies in the background thread; training may go on meanwhile."""
+        from synthrl.envs import in_background
+
+        stats, update, index = self._begin_evaluation()
+        policy = EnsemblePolicy(PolicySnapshot(self.ensemble), self.eval_episodes)
+        future = in_background(self._evaluate_fn(), self.env, policy, self.seeds, self.eval_episodes, index,
+                               version=self.env_version)
+        return PendingEvaluation(future, lambda result: self._rows(result, stats, update))
+
+    def _evaluate_fn(self) -> Callable:
+        if self.evaluate_fn is not None:
+            return self.evaluate_fn
+        from synthrl.envs import evaluate
+
+        return evaluate
+
+    def _begin_evaluation(self) -> tuple[dict[str, np.ndarray], int, int]:
+        """Loss statistics since the last evaluation, the update count and this evaluation's index."""
+        stats, update, index = self.ensemble.pop_stats(), self.updates_done, self.evals_done
         self.evals_done += 1
+        return stats, update, index
+
+    def _rows(self, result, stats: dict[str, np.ndarray], update: int) -> list[dict[str, Any]]:
         rows = []
         for i, m in enumerate(self.member_info):
-            row = {**m, "update": self.updates_done,
+            row = {**m, "update": update,
                    "normalized_score": float(np.mean(result.normalized[i])),
                    "return": float(np.mean(result.returns[i])),
                    "return_std": float(np.std(result.returns[i])),

@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -341,6 +341,14 @@ def evaluate(env: str, policy: BatchPolicy, member_seeds: list[int], episodes: i
 _BACKGROUND: concurrent.futures.ThreadPoolExecutor | None = None
 
 
+def in_background(fn: Callable, *args, **kwargs) -> concurrent.futures.Future:
+    """Run fn(*args) in the one background evaluation thread (evaluations run one after another)."""
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        _BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthrl-eval")
+    return _BACKGROUND.submit(fn, *args, **kwargs)
+
+
 def evaluate_async(env: str, policy: BatchPolicy, member_seeds: list[int], episodes: int, eval_index: int,
                    version: str = "v4", workers: int | None = None) -> concurrent.futures.Future:
     """`evaluate` in a background thread, so the update loop need not wait for it.
@@ -349,7 +357,4 @@ def evaluate_async(env: str, policy: BatchPolicy, member_seeds: list[int], episo
     environments step in the worker processes and torch releases the GIL, so training and evaluation
     overlap; evaluations submitted this way run one after another. `.result()` gives the EvalResult.
     """
-    global _BACKGROUND
-    if _BACKGROUND is None:
-        _BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthrl-eval")
-    return _BACKGROUND.submit(evaluate, env, policy, member_seeds, episodes, eval_index, version, workers)
+    return in_background(evaluate, env, policy, member_seeds, episodes, eval_index, version, workers)
