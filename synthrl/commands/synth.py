@@ -21,7 +21,8 @@ TOKEN_KINDS = ("mc", "iid", "identity", "mapping")
 MDP_KINDS = ("mdp", "mdp-iid")
 # which options each kind takes (anything else given on the command line is an error)
 APPLIES = {
-    "mc": {"states", "order", "temperature", "seed", "sequences", "length", "device"},
+    "mc": {"states", "order", "temperature", "seed", "sequences", "length", "device", "compat", "workers",
+           "rows_per_worker"},
     "iid": {"states", "seed", "sequences", "length", "device"},
     "identity": {"seed", "sequences", "length", "device"},
     "mapping": {"seed", "sequences", "length", "device"},
@@ -50,6 +51,11 @@ def register(subparsers) -> None:
     p.add_argument("--length", type=positive_int, help="tokens per sequence (default 1024) or MDP trajectory length T "
                                                        "(default 1000)")
     p.add_argument("--device", help="token sampling device: cpu (default), cuda, auto")
+    p.add_argument("--compat", action="store_true", default=None,
+                   help="mc: the reference generator's exact streams (NumPy, CPU, slow: ~0.3 M tokens/s at M = 100)")
+    p.add_argument("--workers", type=positive_int, help="mc --compat: the reference's worker count W (default 1)")
+    p.add_argument("--rows-per-worker", type=positive_int,
+                   help="mc --compat: sequences each worker makes per iteration, b (default: all of them)")
     p.add_argument("--actions", type=positive_int, help="MDP actions A (default 100)")
     p.add_argument("--trajectories", type=positive_int, help="MDP trajectories J (default 1000)")
     p.add_argument("--policy-temperature", type=temperature, help="τπ > 0 or inf (mdp, default 1)")
@@ -74,7 +80,8 @@ def _option(name: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     given = {name for name in ("states", "order", "temperature", "seed", "sequences", "length", "device", "actions",
-                               "trajectories", "policy_temperature", "transition_temperature", "random_start")
+                               "trajectories", "policy_temperature", "transition_temperature", "random_start",
+                               "compat", "workers", "rows_per_worker")
              if getattr(args, name) is not None}
     extra = sorted(given - APPLIES[args.kind])
     if extra:
@@ -84,6 +91,11 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--out: expected a path ending in .npz, got {str(args.out)!r}")
     if args.out.exists() and args.out.is_dir():
         raise UserError(f"--out: {args.out} is a directory")
+    for name in ("workers", "rows_per_worker", "device"):
+        if args.compat and name == "device" and args.device not in (None, "cpu"):
+            raise UserError(f"--device: --compat runs NumPy on the CPU, got {args.device!r}")
+        if not args.compat and name != "device" and getattr(args, name) is not None:
+            raise UserError(f"{_option(name)}: applies only with --compat")
     if args.kind in TOKEN_KINDS:
         lines = _tokens(args)
     else:
@@ -95,44 +107,29 @@ def main(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ DT tokens
 def _tokens(args) -> list[str]:
     import numpy as np
-    import torch
 
-    from synthrl.synthetic import entropy, save_npz, token_source
-    from synthrl.utils.io import resolve_device
+    from synthrl.synthetic import entropy, save_npz
 
     M = args.states if args.states is not None else 100
     if args.kind in ("mc", "iid") and M < 2:
         raise UserError(f"--states: the token vocabulary needs at least 2 states, got {M}")
     seed = args.seed if args.seed is not None else 666
     sequences = args.sequences or 1024
-    device = resolve_device(args.device or "cpu")
-    source = token_source(args.kind, states=M, order=args.order or 1,
-                          temperature=args.temperature if args.temperature is not None else 1.0,
-                          seed=seed, length=args.length or 1024, device=device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    dtype = np.int32
-    tokens = np.empty((sequences, source.length), dtype)
-    targets = np.empty_like(tokens) if args.kind in ("identity", "mapping") else None
-    for lo in range(0, sequences, CHUNK_SEQUENCES):
-        n = min(CHUNK_SEQUENCES, sequences - lo)
-        batch, batch_targets = source.sample(n, generator)
-        tokens[lo:lo + n] = batch.cpu().numpy()
-        if targets is not None:
-            targets[lo:lo + n] = batch_targets.cpu().numpy()
-    meta = dict(source.metadata(), sequences=sequences, sampler_seed=seed,
-                generator=f"torch.Generator({device}).manual_seed({seed}), {CHUNK_SEQUENCES} sequences per draw",
-                synthrl=_version())
+    tau = args.temperature if args.temperature is not None else 1.0
+    if args.compat:
+        tokens, targets, meta, vocab, row_entropy = _compat_tokens(args, M, tau, seed, sequences)
+    else:
+        tokens, targets, meta, vocab, row_entropy = _sampled_tokens(args, M, tau, seed, sequences)
     arrays = {"tokens": tokens} if targets is None else {"tokens": tokens, "targets": targets}
     save_npz(args.out, arrays, meta)
 
-    vocab = source.vocab_size
+    length = tokens.shape[1]
     counts = np.bincount(tokens.ravel(), minlength=vocab)
-    lines = [f"wrote {args.out} ({_size(args.out)}): {sequences} sequences x {source.length} tokens, kind {args.kind}",
+    lines = [f"wrote {args.out} ({_size(args.out)}): {sequences} sequences x {length} tokens, kind {args.kind}",
              "parameters: " + ", ".join(f"{k}={v}" for k, v in meta.items() if k not in ("generator", "synthrl"))]
-    row_entropy = source.mean_row_entropy()
     if row_entropy is not None:
         lines.append(f"row entropy: mean {row_entropy:.4f} nats = {row_entropy / math.log(vocab):.3f} log M")
-    if source.length > 1 and sequences * (source.length - 1) >= 5 * vocab**2:
+    if length > 1 and sequences * (length - 1) >= 5 * vocab**2:
         # plug-in estimate; only shown when there are enough pairs per cell to mean something
         codes = (tokens[:, :-1].astype(np.int64) * vocab + tokens[:, 1:]).ravel()
         pairs = np.bincount(codes)
@@ -145,6 +142,56 @@ def _tokens(args) -> list[str]:
     lines.append(f"visit counts: {len(seen)}/{vocab} tokens seen; per token min {counts.min()}, "
                  f"median {int(np.median(counts))}, max {counts.max()}")
     return lines
+
+
+def _sampled_tokens(args, M: int, tau: float, seed: int, sequences: int):
+    """The fast sampler (token_source) on the chosen device: tokens, targets, meta, vocab, row entropy."""
+    import numpy as np
+    import torch
+
+    from synthrl.synthetic import token_source
+    from synthrl.utils.io import resolve_device
+
+    device = resolve_device(args.device or "cpu")
+    source = token_source(args.kind, states=M, order=args.order or 1, temperature=tau, seed=seed,
+                          length=args.length or 1024, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    tokens = np.empty((sequences, source.length), np.int32)
+    targets = np.empty_like(tokens) if args.kind in ("identity", "mapping") else None
+    for lo in range(0, sequences, CHUNK_SEQUENCES):
+        n = min(CHUNK_SEQUENCES, sequences - lo)
+        batch, batch_targets = source.sample(n, generator)
+        tokens[lo:lo + n] = batch.cpu().numpy()
+        if targets is not None:
+            targets[lo:lo + n] = batch_targets.cpu().numpy()
+    meta = dict(source.metadata(), sequences=sequences, sampler_seed=seed,
+                generator=f"torch.Generator({device}).manual_seed({seed}), {CHUNK_SEQUENCES} sequences per draw",
+                synthrl=_version())
+    return tokens, targets, meta, source.vocab_size, source.mean_row_entropy()
+
+
+def _compat_tokens(args, M: int, tau: float, seed: int, sequences: int):
+    """The reference generator's own streams (synthrl.synthetic.compat): tokens, None, meta, vocab, None."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from synthrl.synthetic.compat import compat_mc_tokens
+
+    workers = args.workers or 1
+    per_worker = args.rows_per_worker or -(-sequences // workers)
+    if sequences % (workers * per_worker):
+        raise UserError(f"--sequences: --compat makes whole iterations of --workers x --rows-per-worker = "
+                        f"{workers} x {per_worker} sequences; {sequences} is not a multiple of {workers * per_worker}")
+    order, length = args.order or 1, args.length or 1024
+    with tqdm(total=sequences, unit="seq", desc="compat mc", mininterval=1.0) as bar:
+        tokens = compat_mc_tokens(M, order, tau, seed, workers=workers, rows_per_worker=per_worker,
+                                  iterations=sequences // (workers * per_worker), length=length, progress=bar.update)
+    meta = {"kind": "mc", "states": M, "order": order, "temperature": tau, "seed": seed, "length": length,
+            "sequences": sequences, "row_source": "reference", "sampler": "compat",
+            "workers": workers, "rows_per_worker": per_worker,
+            "generator": "reference streams: default_rng(seed + i*L*W + W*t + w) per (iteration, position, worker)",
+            "synthrl": _version()}
+    return tokens.astype(np.int32), None, meta, M, None
 
 
 # ------------------------------------------------------------------------------------------ CQL transitions

@@ -7,6 +7,10 @@ DT tokens::
     src = token_source("mc", states=100, order=1, temperature=1.0, device="cuda")
     tokens, targets = src.sample(64, torch.Generator("cuda").manual_seed(0))   # [64, 1024], None
 
+The reference generator's exact streams (NumPy, CPU, slow; synthrl.synthetic.compat)::
+
+    tokens = compat_mc_tokens(100, workers=8, rows_per_worker=16, iterations=2)   # [256, 1024]
+
 CQL transitions::
 
     from synthrl.synthetic import mdp_dataset, index_to_vectors, cql_pretrain_data
@@ -14,6 +18,7 @@ CQL transitions::
     data = cql_pretrain_data("mdp", obs_dim=11, act_dim=3)      # + vector tables, cached in the store
 """
 
+from synthrl.synthetic.compat import compat_mc_tokens
 from synthrl.synthetic.cql_data import CQL_KINDS, CQLPretrainData, cql_pretrain_data, save_npz
 from synthrl.synthetic.mdp import index_to_vectors, mdp_dataset, mdp_iid_dataset
 from synthrl.synthetic.tokens import (
@@ -37,6 +42,7 @@ __all__ = [
     "MarkovTokens",
     "PairTokens",
     "TokenSource",
+    "compat_mc_tokens",
     "cql_pretrain_data",
     "entropy",
     "first_token_row",
