@@ -81,6 +81,7 @@ bench() {
         return
     fi
     "$PY" benchmarks/bench_synthetic.py --seconds 2 --states 100 100000 --threads 1 | tee "$OUT/bench_synthetic.txt"
+    "$PY" benchmarks/bench_synthetic.py --skip-mdp --seconds 2 --states 100 100000 --batch 512 | tee -a "$OUT/bench_synthetic.txt"
     "$PY" benchmarks/bench_synthetic.py --skip-mdp --seconds 2 --states 100000 --temperature 0.1 | tee -a "$OUT/bench_synthetic.txt"
     "$PY" benchmarks/bench_cql.py --members 1,20,40 --updates 2000 --pretrain-updates 5000 --json \
         | tee "$OUT/bench_cql.jsonl"
