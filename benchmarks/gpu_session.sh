@@ -9,7 +9,8 @@
 #   benchmarks/gpu_session.sh tests       # the CUDA-only tests (pytest -m gpu)
 #   benchmarks/gpu_session.sh learn-cql   # CQL and CQL+MDP, 4 seeds each, on hopper-medium-sac-200k
 #   benchmarks/gpu_session.sh learn-dt    # DT and DT+MC (20k MC pre-training steps), 4 seeds each
-#   benchmarks/gpu_session.sh smoke       # every stage at toy sizes (also runs on a CPU machine: checks this script)
+#   benchmarks/gpu_session.sh smoke       # every stage at toy sizes (also runs on a CPU machine: checks this script;
+#                                         # SMOKE=1 before any stage does the same for that stage)
 # Sizes: CQL_UPDATES (200000), DT_PRETRAIN_STEPS (20000), DT_UPDATES (50000), SEEDS (0-3); a machine goes back
 # 30 s after a call, so a stage that needs another's files (learn-dt's pre-training) runs in the same call.
 # Results: $OUT/gpu_session.tgz (or ./gpu_out/), holding one log per stage, JSON lines from the benchmarks, the runs' metrics.csv.
@@ -25,7 +26,7 @@ pack() { tar czf "$FINAL/gpu_session.tgz" -C "$OUT" . 2> /dev/null || true; }
 trap pack EXIT  # also after a failed stage; each finished stage packs too (a call killed at its limit keeps them)
 DATA=.data/hopper-medium-sac-200k.hdf5
 PY="${PYTHON:-python3}"
-SMOKE=0
+SMOKE="${SMOKE:-0}"  # SMOKE=1: toy sizes for any stage
 
 fetch() {
     local wheels=(gymnasium==1.2.2 "mujoco<5" farama-notifications glfw pyopengl cloudpickle)
@@ -117,6 +118,8 @@ learn_cql() {
         --updates "$updates" --eval-every "$every" --eval-episodes "$episodes" "${extra[@]}" --no-progress \
         2>&1 | tee "$OUT/learn_cql_mdp.log"
     keep_metrics /tmp/learn/cql_mdp learn_cql_mdp
+    "$PY" benchmarks/plot_learning.py /tmp/learn/cql /tmp/learn/cql_mdp --labels CQL,CQL+MDP --behaviour 47.5 \
+        --out "$OUT/learn_cql.png" | tee "$OUT/learn_cql_table.md"
 }
 
 learn_dt() {
@@ -133,6 +136,8 @@ learn_dt() {
         --seeds "$seeds" --updates "$updates" --eval-every "$every" --eval-episodes "$episodes" --no-progress \
         2>&1 | tee "$OUT/learn_dt_mc.log"
     keep_metrics /tmp/learn/dt_mc learn_dt_mc
+    "$PY" benchmarks/plot_learning.py /tmp/learn/dt /tmp/learn/dt_mc --labels DT,DT+MC --behaviour 47.5 \
+        --out "$OUT/learn_dt.png" | tee "$OUT/learn_dt_table.md"
 }
 
 [ $# -ge 1 ] || { sed -n '2,17p' "$0"; exit 2; }

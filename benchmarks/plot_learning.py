@@ -1,0 +1,79 @@
+"""Plot normalised score against updates from CQL or DT run directories (their metrics.csv).
+
+    python benchmarks/plot_learning.py RUN_DIR|metrics.csv [...] --out curve.png [--behaviour 47.5]
+
+Each run is one curve (mean over its seeds, shaded min..max). The right panel shows CQL's mean Q on
+dataset actions, or DT's training loss. Prints the table it plots (markdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+COLUMNS = ("normalized_score", "q_loss", "cql_loss", "q_data", "train_loss")
+
+
+def read(path: Path) -> dict[int, dict[str, list[float]]]:
+    by_update: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    with open(path / "metrics.csv" if path.is_dir() else path, newline="") as f:
+        for row in csv.DictReader(f):
+            u = int(float(row["update"]))
+            for key in COLUMNS:
+                if row.get(key) not in (None, ""):
+                    by_update[u][key].append(float(row[key]))
+    return dict(sorted(by_update.items()))
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def main() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--labels", help="comma-separated curve labels (default: the run names)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--behaviour", type=float, default=None, help="draw the behaviour policy's normalised score")
+    args = p.parse_args()
+    labels = args.labels.split(",") if args.labels else [r.stem if r.is_file() else r.name for r in args.runs]
+    fig, (ax_score, ax_right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    kinds = set()
+    for run, label in zip(args.runs, labels):
+        data = read(run)
+        updates = list(data)
+        scores = [d["normalized_score"] for d in data.values()]
+        ax_score.plot(updates, [mean(s) for s in scores], label=label)
+        ax_score.fill_between(updates, [min(s) for s in scores], [max(s) for s in scores], alpha=0.2)
+        cql = all("q_data" in d for d in data.values())
+        extra = ("q_loss", "cql_loss", "q_data") if cql else ("train_loss",)
+        kinds.add("mean Q on dataset actions (CQL)" if cql else "training loss (DT)")
+        ax_right.plot(updates, [mean(d[extra[-1]]) for d in data.values()], label=label)
+        print(f"## {label} ({run})")
+        print("| update | normalised score (mean) | min | max | " + " | ".join(extra) + " |")
+        print("|---" * (4 + len(extra)) + "|")
+        for u, d in data.items():
+            s = d["normalized_score"]
+            print(f"| {u} | {mean(s):.1f} | {min(s):.1f} | {max(s):.1f} | "
+                  + " | ".join(f"{mean(d[k]):.3g}" for k in extra) + " |")
+    if args.behaviour is not None:
+        ax_score.axhline(args.behaviour, color="gray", ls="--", label="behaviour policy")
+    ax_score.set_xlabel("updates")
+    ax_score.set_ylabel("D4RL normalised score")
+    ax_score.legend(fontsize=7)
+    ax_right.set_xlabel("updates")
+    ax_right.set_ylabel(" / ".join(sorted(kinds)), fontsize=8)
+    ax_right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=80)
+
+
+if __name__ == "__main__":
+    main()
