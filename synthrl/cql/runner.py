@@ -13,6 +13,7 @@ together with one batched policy call per step.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -165,8 +166,9 @@ def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | N
 class PolicySnapshot:
     """The ensemble's policy weights copied at one moment, for an evaluation that overlaps training.
 
-    On CUDA the copy is made in the training stream's order and evaluated on a stream of its own,
-    so the evaluation's per-step host reads never wait behind queued training updates.
+    On CUDA the copy is made in the training stream's order and evaluated on a stream of its own
+    (``stream``; EnsemblePolicy runs each step's copies and forward pass there), so the evaluation's
+    per-step host reads never wait behind queued training updates.
     """
 
     def __init__(self, ensemble: CQLEnsemble):
@@ -180,10 +182,7 @@ class PolicySnapshot:
                 v.record_stream(self.stream)
 
     def deterministic_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.stream is None:
-            return deterministic_actions(self.policy, obs)
-        with torch.cuda.stream(self.stream):
-            return deterministic_actions(self.policy, obs)
+        return deterministic_actions(self.policy, obs)
 
 
 class PendingEvaluation:
@@ -214,9 +213,11 @@ class EnsemblePolicy:
             raise ValueError(f"evaluation batch of {num_envs} envs, expected {expected} (members x episodes)")
 
     def act(self, obs: np.ndarray, last_rewards: np.ndarray) -> np.ndarray:
-        E = self.ensemble.num_members
-        x = torch.as_tensor(np.asarray(obs, np.float32), device=self.ensemble.device).view(E, self.episodes, -1)
-        return self.ensemble.deterministic_actions(x).reshape(E * self.episodes, -1).cpu().numpy()
+        stream = getattr(self.ensemble, "stream", None)  # a snapshot's own CUDA stream
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            E = self.ensemble.num_members
+            x = torch.as_tensor(np.asarray(obs, np.float32), device=self.ensemble.device).view(E, self.episodes, -1)
+            return self.ensemble.deterministic_actions(x).reshape(E * self.episodes, -1).cpu().numpy()
 
 
 @dataclass
