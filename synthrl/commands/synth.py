@@ -91,10 +91,10 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--out: expected a path ending in .npz, got {str(args.out)!r}")
     if args.out.exists() and args.out.is_dir():
         raise UserError(f"--out: {args.out} is a directory")
-    for name in ("workers", "rows_per_worker", "device"):
-        if args.compat and name == "device" and args.device not in (None, "cpu"):
-            raise UserError(f"--device: --compat runs NumPy on the CPU, got {args.device!r}")
-        if not args.compat and name != "device" and getattr(args, name) is not None:
+    if args.compat and args.device not in (None, "cpu"):
+        raise UserError(f"--device: --compat runs NumPy on the CPU, got {args.device!r}")
+    for name in ("workers", "rows_per_worker"):
+        if not args.compat and getattr(args, name) is not None:
             raise UserError(f"{_option(name)}: applies only with --compat")
     if args.kind in TOKEN_KINDS:
         lines = _tokens(args)
