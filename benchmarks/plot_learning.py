@@ -45,7 +45,7 @@ def main() -> None:
     args = p.parse_args()
     labels = args.labels.split(",") if args.labels else [r.stem if r.is_file() else r.name for r in args.runs]
     fig, (ax_score, ax_right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    kinds = set()
+    axes_for: dict[str, object] = {}  # right panel: CQL's mean Q and DT's loss, each on its own y-axis
     for run, label in zip(args.runs, labels):
         data = read(run)
         updates = list(data)
@@ -54,8 +54,12 @@ def main() -> None:
         ax_score.fill_between(updates, [min(s) for s in scores], [max(s) for s in scores], alpha=0.2)
         cql = all("q_data" in d for d in data.values())
         extra = ("q_loss", "cql_loss", "q_data") if cql else ("train_loss",)
-        kinds.add("mean Q on dataset actions (CQL)" if cql else "training loss (DT)")
-        ax_right.plot(updates, [mean(d[extra[-1]]) for d in data.values()], label=label)
+        kind = "mean Q on dataset actions (CQL)" if cql else "training loss (DT)"
+        if kind not in axes_for:
+            axes_for[kind] = ax_right if not axes_for else ax_right.twinx()
+            axes_for[kind].set_ylabel(kind, fontsize=8)
+        axes_for[kind].plot(updates, [mean(d[extra[-1]]) for d in data.values()], label=label,
+                            color=ax_score.lines[-1].get_color())
         print(f"## {label} ({run})")
         print("| update | normalised score (mean) | min | max | " + " | ".join(extra) + " |")
         print("|---" * (4 + len(extra)) + "|")
@@ -69,8 +73,7 @@ def main() -> None:
     ax_score.set_ylabel("D4RL normalised score")
     ax_score.legend(fontsize=7)
     ax_right.set_xlabel("updates")
-    ax_right.set_ylabel(" / ".join(sorted(kinds)), fontsize=8)
-    ax_right.legend(fontsize=7)
+    ax_right.legend(handles=[line for a in axes_for.values() for line in a.lines], fontsize=7)
     fig.tight_layout()
     fig.savefig(args.out, dpi=80)
 
