@@ -29,27 +29,25 @@ PY="${PYTHON:-python3}"
 SMOKE="${SMOKE:-0}"  # SMOKE=1: toy sizes for any stage
 
 fetch() {
-    local wheels=(gymnasium==1.2.2 "mujoco<5" farama-notifications glfw pyopengl cloudpickle)
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
     grep -qx '/.data/' .git/info/exclude 2>/dev/null || echo /.data/ >> .git/info/exclude
     mkdir -p .whl .data
+    # the versions this checkout's venv runs (gymnasium 1.4, mujoco 4), and what they need beyond the GPU image
     local gym mj
     gym=$(.venv/bin/python -c "import gymnasium; print(gymnasium.__version__)")
     mj=$(.venv/bin/python -c "import mujoco; print(mujoco.__version__)")
-    wheels[0]="gymnasium==$gym"
-    wheels[1]="mujoco==$mj"
-    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${wheels[@]}"
+    local wheels=("gymnasium==$gym" "mujoco==$mj" farama-notifications glfw pyopengl cloudpickle)
+    local download=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+                    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
+                    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl)
+    "${download[@]}" "${wheels[@]}"
     # mujoco's own needs (split packages in newer releases), whatever its metadata names
     local extra
     extra=$(unzip -p .whl/mujoco-*.whl '*/METADATA' | sed -n 's/^Requires-Dist: \([A-Za-z0-9_.-]*\)\([^;]*\)$/\1\2/p' \
             | grep -v -i -E '^(numpy|absl-py|etils|glfw|pyopengl)' || true)
     if [ -n "$extra" ]; then
         # shellcheck disable=SC2086
-        python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-            --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-            --platform manylinux2014_x86_64 -d .whl $extra
+        "${download[@]}" $extra
     fi
     cp ../shared/data/hopper-medium-sac-200k.hdf5 .data/
     du -sh .whl .data

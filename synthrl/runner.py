@@ -159,22 +159,25 @@ def drive(
             on_eval(rows)
         return rows
 
+    def finish_pending() -> None:  # evaluations are recorded in order, one at a time
+        nonlocal pending, last_rows
+        if pending is not None:
+            last_rows, pending = recorded(writer.finish_evaluation(pending)), None
+
     try:
         while runner.updates_done < runner.total_updates:
             for piece in progress_pieces(runner, updates_until_next_eval(runner)):
                 runner.train(piece)
                 bar.update(piece)
                 if pending is not None and pending.pending.done():
-                    last_rows, pending = recorded(writer.finish_evaluation(pending)), None
+                    finish_pending()
             if runner.updates_done % runner.eval_every == 0 or runner.updates_done >= runner.total_updates:
-                if not overlap:
+                if overlap:
+                    finish_pending()
+                    pending = writer.start_evaluation()
+                else:
                     last_rows = recorded(writer.evaluate_and_record())
-                    continue
-                if pending is not None:  # evaluations are recorded in order, one at a time
-                    last_rows, pending = recorded(writer.finish_evaluation(pending)), None
-                pending = writer.start_evaluation()
-        if pending is not None:
-            last_rows, pending = recorded(writer.finish_evaluation(pending)), None
+        finish_pending()
     except Exception:
         if pending is not None:  # training failed after a snapshot: its evaluation and checkpoint still count
             try:
