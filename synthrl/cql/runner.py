@@ -140,6 +140,7 @@ def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | N
             key = (str(base.path), float(c.finetune_ratio), seed if c.finetune_ratio < 1 else None, c.action_clip)
             if key not in dataset_index:
                 ds = base.subsample(c.finetune_ratio, seed) if c.finetune_ratio < 1 else base
+                ds.require_batch(c.batch_size)
                 arrays = ds.qlearning()
                 # dataset actions clipped to +-0.999 (tanh policy log-densities are finite there)
                 arrays["actions"] = np.clip(arrays["actions"], -c.action_clip, c.action_clip)

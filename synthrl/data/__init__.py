@@ -2,6 +2,7 @@
 
 from synthrl.data.dataset import (
     DatasetChecksumWarning,
+    DatasetValueWarning,
     OfflineDataset,
     d4rl_dataset_dir,
     load_dataset,
@@ -11,6 +12,6 @@ from synthrl.data.make import make_dataset, rollout, write_d4rl_hdf5
 from synthrl.data.official import LEVELS, OFFICIAL_V2, d4rl_file_name
 
 __all__ = [
-    "DatasetChecksumWarning", "OfflineDataset", "d4rl_dataset_dir", "load_dataset", "resolve_dataset",
+    "DatasetChecksumWarning", "DatasetValueWarning", "OfflineDataset", "d4rl_dataset_dir", "load_dataset", "resolve_dataset",
     "make_dataset", "rollout", "write_d4rl_hdf5", "LEVELS", "OFFICIAL_V2", "d4rl_file_name",
 ]

@@ -30,9 +30,20 @@ from synthrl.utils.io import sha256_file
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 
+# Values a sound file holds: actions in the environments' box [-1, 1] (up to rounding); observations and
+# rewards far below VALUE_BOUND (MuJoCo locomotion gives a few tens at most). Anything past these is a
+# corrupted or foreign file: it would train into NaN, or into silently clipped actions.
+ACTION_BOUND = 1.0
+ACTION_TOLERANCE = 1e-3
+VALUE_BOUND = 1e6
+
 
 class DatasetChecksumWarning(UserWarning):
     """A file named like an official D4RL v2 file whose size or SHA-256 is not the official one."""
+
+
+class DatasetValueWarning(UserWarning):
+    """Actions slightly outside [-1, 1] (within ACTION_TOLERANCE): kept; CQL clips them, DT fits them as they are."""
 
 
 def d4rl_dataset_dir() -> Path:
@@ -116,6 +127,29 @@ class OfflineDataset:
     @property
     def has_partial_episode(self) -> bool:
         return not bool(self.terminals[-1] or self.timeouts[-1])
+
+    @property
+    def num_transitions(self) -> int:
+        """Rows of the Q-learning view: every row but the last and those with a time-out."""
+        return int(np.count_nonzero(~self.timeouts[:-1]))
+
+    def require_batch(self, batch_size: int, view: str = "qlearning") -> None:
+        """UserError naming the counts when the rows training samples from are fewer than one batch.
+
+        view "qlearning": CQL's transitions (num_transitions); "trajectories": DT's window starts (every row).
+        """
+        usable = self.num_transitions if view == "qlearning" else len(self)
+        if usable >= batch_size:
+            return
+        if view == "qlearning":
+            what = (f"Q-learning transitions (of {len(self)} rows, {int(np.count_nonzero(self.timeouts))} with a "
+                    f"time-out; the last row and time-out rows have no next state)")
+        else:
+            what = "rows to start DT windows at"
+        if "subsample_ratio" in self.meta:
+            what += f" after --finetune-ratio {self.meta['subsample_ratio']} kept {self.meta['subsample_episodes']} episode(s)"
+        fix = "a larger dataset" + (f" or a batch size of at most {usable}" if usable else "")
+        raise UserError(f"{self.path}: {usable} {what}, fewer than one batch of {batch_size}; use {fix}")
 
     # -------------------------------------------------------------------------------- views
     def qlearning(self, use_next_observations: bool = False) -> dict[str, np.ndarray]:
@@ -334,14 +368,44 @@ def validate_arrays(path: Path, arrays: dict, env: str) -> None:
             extra = " (D4RL's 111-dim layout: 27 entries + 84 zeros)" if env == "ant" and key != "actions" else ""
             raise UserError(f"{path}: {key!r} are {a.shape[1]}-dim but {env} needs {want}{extra}")
     for key in ("observations", "actions", "rewards", "next_observations"):
-        a = arrays.get(key)
-        if a is None:
-            continue
-        finite = np.isfinite(a)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            kind = "NaN" if np.isnan(a[tuple(bad)]) else "an infinite value"
-            raise UserError(f"{path}: {key!r} holds {kind} (first at row {int(bad[0])})")
+        if arrays.get(key) is not None:
+            check_values(path, key, arrays[key])
+
+
+def _first_outside(a: np.ndarray, bound: float) -> tuple[int, ...] | None:
+    """Index of the first element outside [-bound, bound] (NaN and inf included), else None.
+
+    Two reductions when every value is inside (cheap on 2M-row files); the search only on failure.
+    """
+    if -bound <= a.min() and a.max() <= bound:  # a NaN fails both comparisons
+        return None
+    return tuple(int(i) for i in np.argwhere(~(np.abs(a) <= bound))[0])
+
+
+def check_values(path: Path, key: str, a: np.ndarray) -> None:
+    """NaN, inf and absurd values are a UserError naming the key, row and bound; actions slightly
+    outside [-1, 1] are a DatasetValueWarning with their count."""
+    bound = ACTION_BOUND + ACTION_TOLERANCE if key == "actions" else VALUE_BOUND
+    bad = _first_outside(a, bound)
+    if bad is not None:
+        value, row = float(a[bad]), bad[0]
+        if np.isnan(value):
+            raise UserError(f"{path}: {key!r} holds NaN (first at row {row})")
+        if np.isinf(value):
+            raise UserError(f"{path}: {key!r} holds an infinite value (first at row {row})")
+        column = f" (column {bad[1]})" if a.ndim == 2 else ""
+        expected = (f"actions in [-1, 1] (tolerance {ACTION_TOLERANCE:g})" if key == "actions"
+                    else f"|value| <= {VALUE_BOUND:g}")
+        raise UserError(f"{path}: {key!r} holds {value:.6g} at row {row}{column}, outside the bound: expected "
+                        f"{expected}; a corrupted or foreign file?")
+    if key == "actions" and not (-ACTION_BOUND <= a.min() and a.max() <= ACTION_BOUND):
+        outside = np.abs(a) > ACTION_BOUND
+        count = int(np.count_nonzero(outside))
+        if count:
+            first = int(np.argwhere(outside)[0][0])
+            warnings.warn(f"{path}: {count} action value(s) slightly outside [-1, 1] (first at row {first}, at most "
+                          f"{float(np.abs(a).max()):.6g}, within the tolerance {ACTION_TOLERANCE:g}); kept as they are "
+                          f"(CQL clips its actions to ±action_clip)", DatasetValueWarning, stacklevel=4)
 
 
 def check_official(path: Path) -> tuple[str | None, str]:

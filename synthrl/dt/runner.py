@@ -244,6 +244,7 @@ class DTRunner:
         self.device = resolve_device(config.device)
         ds = dataset if dataset is not None else load_dataset(config.dataset)
         ds = ds.subsample(config.finetune_ratio, config.finetune_ratio_seed) if config.finetune_ratio < 1 else ds
+        ds.require_batch(config.batch_size, view="trajectories")
         self.dataset = ds
         self.env = ds.env
         self.targets = config.targets_for(self.env)
