@@ -174,7 +174,13 @@ class Records:
         return Records(frame, expected, self.source)
 
 
+NUMERIC = ["seed", "update", "normalized_score"] + OPTIONAL
+INFINITE_ALLOWED = {"train_loss"}  # a diverged loss is data; a score, time or count of inf is a broken record
+
+
 def _num(series: pd.Series, what: str, column: str) -> pd.Series:
+    """The column as numbers; UserError naming the column and data row of the first text, empty required
+    value (seed, update, normalized_score; a 'nan' is empty) or infinite value."""
     values = pd.to_numeric(series, errors="coerce")
     bad = values.isna() & series.notna()
     if bad.any():
@@ -182,17 +188,27 @@ def _num(series: pd.Series, what: str, column: str) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(f"{what}: column {column!r}, data row {row + 1}: expected a number, got {series.iloc[row]!r}")
+    if column in METRICS_REQUIRED and values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise UserError(f"{what}: column {column!r}, data row {row + 1}: empty or NaN; every row needs a number here")
+    if column not in INFINITE_ALLOWED and np.isinf(values.to_numpy(dtype=float)).any():
+        row = int(np.flatnonzero(np.isinf(values.to_numpy(dtype=float)))[0])
+        raise UserError(f"{what}: column {column!r}, data row {row + 1}: {float(values.iloc[row])} is not a finite number")
     return values
+
+
+def _check_numbers(frame: pd.DataFrame, what: str) -> None:
+    """Convert every numeric column present to numbers (in place), refusing bad cells by column and row."""
+    for column in NUMERIC:
+        if column in frame:
+            frame[column] = _num(frame[column], what, column)
 
 
 def _finish(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     for column in OPTIONAL:
         if column not in frame:
             frame[column] = np.nan
-    for column in ["seed", "update", "normalized_score"] + OPTIONAL:
-        frame[column] = _num(frame[column], what, column)
-    if frame[["seed", "update", "normalized_score"]].isna().any().any():
-        raise UserError(f"{what}: empty seed, update or normalized_score in some rows")
+    _check_numbers(frame, what)
     frame["seed"] = frame["seed"].astype(int)
     frame["update"] = frame["update"].astype(int)
     frame["pretrain_updates"] = frame["pretrain_updates"].fillna(0).astype(int)
@@ -223,7 +239,9 @@ def read_long_csv(path: str | Path) -> Records:
     """A long CSV: columns ``REQUIRED`` (+ any of ``OPTIONAL``; other columns are ignored)."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype={"variant": str, "dataset": str, "algorithm": str})
+        # only the known columns, read whole (low_memory=False): other columns are ignored, mixed types and all
+        frame = pd.read_csv(path, usecols=lambda c: c in REQUIRED + OPTIONAL, low_memory=False,
+                            dtype={"variant": str, "dataset": str, "algorithm": str})
     except FileNotFoundError:
         raise UserError(f"--csv {path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -232,7 +250,6 @@ def read_long_csv(path: str | Path) -> Records:
     if missing:
         raise UserError(f"--csv {path}: missing required column(s) {', '.join(missing)} "
                         f"(expected {', '.join(REQUIRED)}; optional {', '.join(OPTIONAL[:4])})")
-    frame = frame[[c for c in REQUIRED + OPTIONAL if c in frame.columns]].copy()
     frame["source"] = str(path)
     frame["done"] = True
     frame = _finish(frame, f"--csv {path}")
@@ -307,7 +324,7 @@ def read_run_dirs(root: str | Path) -> Records:
         if not text.endswith("\n"):
             text = text[:text.rfind("\n") + 1]  # a row being appended right now: read it next time
         try:
-            frame = pd.read_csv(io.StringIO(text))
+            frame = pd.read_csv(io.StringIO(text), low_memory=False)
         except pd.errors.EmptyDataError:
             continue
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -315,6 +332,7 @@ def read_run_dirs(root: str | Path) -> Records:
         missing = [c for c in METRICS_REQUIRED if c not in frame.columns]
         if missing:
             raise UserError(f"{metrics}: missing required column(s) {', '.join(missing)} (expected {', '.join(METRICS_REQUIRED)})")
+        _check_numbers(frame, str(metrics))  # bad cells named by this file's row, not the merged frame's
         if "dataset" not in frame.columns:
             names = _params_datasets(params)
             if len(names) != 1:

@@ -98,6 +98,28 @@ def sweep_variants(number: int, sweeps_dir: str | Path | None = None) -> tuple[l
     return names, paper_columns
 
 
+def sweep_paper_columns(number: int, sweeps_dir: str | Path | None = None) -> dict[str, str]:
+    """The ``paper:`` columns the sweep file of table ``number`` names; {} when there is no sweep file."""
+    sweeps_dir = Path(sweeps_dir) if sweeps_dir is not None else SWEEPS_DIR
+    if not any((sweeps_dir / f"table{n}.yaml").is_file() for n in (number, sweep_table_number(number))):
+        return {}
+    return sweep_variants(number, sweeps_dir)[1]
+
+
+def paper_table_for(variants: list[str], measure: str) -> tuple[int, str]:
+    """The paper's table of ``measure`` whose columns hold every variant (by name, up to spelling), and a
+    note saying so: the tightest fit (fewest columns, then the lowest number) when several do."""
+    fits = sorted((len(ref["columns"]), int(number)) for number, ref in paper_tables().items()
+                  if ref["measure"] == measure and {_norm(v) for v in variants} <= {_norm(c) for c in ref["columns"]})
+    if not fits:
+        raise UserError(f"--paper: none of the paper's {measure} tables has the columns {', '.join(variants)}; "
+                        f"name the table to compare with (--table N)")
+    number = fits[0][1]
+    others = sorted(n for _, n in fits[1:])
+    also = f" (so do tables {', '.join(map(str, others))}: --table N picks one)" if others else ""
+    return number, f"compared with the paper's table {number}, whose columns hold {', '.join(variants)}{also}"
+
+
 def paper_number_for(number: int | None, measure: str) -> int | None:
     """The paper's table that reports ``measure`` for the sweep of table ``number``."""
     if number is None:
@@ -117,6 +139,7 @@ def _norm(name: str) -> str:
     s = name.lower().replace("τ", "tau").replace("temperature", "tau").replace("updates", "")
     s = re.sub(r"^pt\s+", "", s).replace("s=a=", "s=").replace("iid uniform", "iid")
     s = re.sub(r"^(\d+)-mc$", r"n=\1", s)
+    s = re.sub(r"\+mc$", "+synthetic", s)  # the Markov-chain tokens are the paper's DT+Synthetic
     s = re.sub(r"(\d),(\d{3})", r"\1\2", s)
     s = re.sub(r"(\d+(?:\.\d+)?)e(\d+)", lambda m: f"{float(m.group(0)):g}" if float(m.group(0)) < 1e6 else m.group(0), s)
     s = re.sub(r"(\d+(?:\.\d+)?)k\b", lambda m: f"{float(m.group(1)) * 1e3:g}", s)
@@ -281,6 +304,8 @@ def build_table(records: Records, variants: list[str] | None = None, measure: st
         raise UserError(f"--variants: {', '.join(unknown)} not in the records (found: {', '.join(found) or 'none'})")
     if len(unknown) == len(variants):
         raise UserError(f"none of the variants {', '.join(variants)} is in the records (found: {', '.join(found) or 'none'})")
+    if unknown:
+        notes.append(f"the records hold the variants {', '.join(found)}")  # a column still to come, or a misspelling
     records = _one_ratio(records.select(variants), notes)
     frame = records.frame
     datasets = datasets or records.datasets

@@ -385,8 +385,8 @@ def test_tables_command_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--variants", "A,B", "--paper"], "--paper needs --table"),
-    (["--variants", "A,Z"], "Z not in the records"),
+    (["--variants", "A,B", "--paper"], "--paper: none of the paper's final tables has the columns A, B"),
+    (["--variants", "Y,Z"], "none of the variants Y, Z is in the records (found: A, B)"),
     (["--table", "9"], "--table 9: not one of the paper's result tables"),
     (["--table", "6", "--sweeps-dir", "."], "no sweep file"),
 ])

@@ -1,6 +1,6 @@
 """``synthrl tables``: the paper's tables from a sweep's results (or any run directories) or a long CSV.
 
-    synthrl tables (--results DIR | --csv FILE) (--table N | --variants A,B,...)
+    synthrl tables (--results DIR | --csv FILE) (--table N | --variants A,B,... | both)
                    [--measure final|best|updates-to-90|compute] [--baseline NAME]
                    [--format md|latex|csv|html] [--paper] [--out FILE]
 """
@@ -35,15 +35,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("tables", help="the paper's tables from run directories or a long CSV",
                               description=__doc__.splitlines()[0].replace("``", ""))
     add_source_arguments(p)
-    cols = p.add_mutually_exclusive_group(required=True)
-    cols.add_argument("--table", type=positive_int, metavar="N",
-                      help="columns from sweeps/tableN.yaml (18-25: the best-score twins of 1-8)")
-    cols.add_argument("--variants", type=_names, metavar="A,B,...", help="the columns, in order")
+    p.add_argument("--table", type=positive_int, metavar="N",
+                   help="columns from sweeps/tableN.yaml (18-25: the best-score twins of 1-8); with --variants: "
+                        "which of the paper's tables --paper compares with")
+    p.add_argument("--variants", type=_names, metavar="A,B,...",
+                   help="the columns, in order (one without runs yet: a † column and a note)")
     p.add_argument("--measure", choices=["final", "best", "updates-to-90", "compute"],
                    help="default: the table's own measure (final without --table)")
     p.add_argument("--baseline", metavar="NAME", help="updates-to-90's reference variant (default: the first column)")
     p.add_argument("--format", choices=["md", "latex", "csv", "html"], default="md")
-    p.add_argument("--paper", action="store_true", help="beside the paper's published numbers (needs --table)")
+    p.add_argument("--paper", action="store_true",
+                   help="beside the paper's published numbers (--table N's, or the paper table whose columns "
+                        "hold the --variants)")
     p.add_argument("--out", metavar="FILE", help="write here (atomically) instead of standard output")
     p.add_argument("--sweeps-dir", metavar="DIR", help="where the sweep files are (default: the repository's sweeps/)")
     p.set_defaults(func=main)
@@ -55,34 +58,45 @@ def main(args) -> int:
     from synthrl.errors import UserError
     from synthrl.utils.io import atomic_write_text
 
-    if args.paper and args.table is None:
-        raise UserError("--paper needs --table N (which of the paper's tables to compare with)")
+    if args.table is None and args.variants is None:
+        raise UserError("give --table N (the columns of sweeps/tableN.yaml) or --variants A,B,... (or both)")
     if args.table is not None and args.table not in T.TABLE_MEASURE:
         raise UserError(f"--table {args.table}: not one of the paper's result tables "
                         f"({', '.join(str(n) for n in sorted(T.TABLE_MEASURE))})")
     explicit: dict[str, str] = {}
     if args.table is not None:
-        variants, explicit = T.sweep_variants(args.table, args.sweeps_dir)
         measure = args.measure or T.TABLE_MEASURE[args.table]
+        if args.variants is None:
+            variants, explicit = T.sweep_variants(args.table, args.sweeps_dir)
+        else:
+            variants, explicit = args.variants, T.sweep_paper_columns(args.table, args.sweeps_dir)
     else:
         variants = args.variants
         measure = args.measure or "final"
     if args.baseline and args.baseline not in variants:
         variants = [args.baseline] + variants  # the reference must be in the table to be read
+    paper_number, paper_note = None, None
+    if args.paper and args.table is not None:
+        paper_number = T.paper_number_for(args.table, measure)
+        if paper_number is None or str(paper_number) not in T.paper_tables():
+            raise UserError(f"--paper: the paper has no {measure} table for table {args.table}")
+    elif args.paper:
+        paper_number, paper_note = T.paper_table_for(variants, measure)
     records = load_records(results=args.results, csv=args.csv)
     datasets = None
-    if args.table is not None and str(args.table) in T.paper_tables():
+    shown = paper_number or args.table
+    if shown is not None and str(shown) in T.paper_tables():
         # tables 12 (and 14) cover the medium-expert datasets only: so does the reproduction
-        covered = [d for d in T.paper_table(args.table)["cells"] if d != T.AVERAGE]
+        covered = [d for d in T.paper_table(shown)["cells"] if d != T.AVERAGE]
         if len(covered) < len(T.PAPER_DATASETS):
             datasets = [d for d in records.datasets if d in covered] or None
+    # a column without runs yet is a † column with a note, as for --table (unless no column has runs)
     table = T.build_table(records, variants, measure, baseline=args.baseline, datasets=datasets,
-                          strict_variants=args.table is None)
-    if args.paper:
-        number = T.paper_number_for(args.table, measure)
-        if number is None or str(number) not in T.paper_tables():
-            raise UserError(f"--paper: the paper has no {measure} table for table {args.table}")
-        T.attach_paper(table, number, explicit)
+                          strict_variants=False)
+    if paper_number is not None:
+        T.attach_paper(table, paper_number, explicit)
+        if paper_note:
+            table.notes.append(paper_note)
     text = T.render(table, args.format)
     if args.out:
         atomic_write_text(args.out, text)
