@@ -1,5 +1,6 @@
 """Evaluation environments: specs, normalised scores, D4RL layouts, seeded batched evaluation."""
 
+import importlib
 import json
 
 import numpy as np
@@ -188,18 +189,44 @@ def test_saved_policy_dispatch_to_the_algorithm_package(tmp_path, monkeypatch, c
     assert len(ds) == 30 and "saved run" in ds.meta["policy"] and "noise 0.1" in ds.meta["policy"]
 
 
+def test_worker_count_from_the_free_cores():
+    from synthrl.envs.evaluate import workers_for
+
+    # one core left after this process's own: stepping in-process beats a worker's round trips
+    assert workers_for(200, cpus=2) == 0 and workers_for(200, cpus=1) == 0
+    assert workers_for(200, cpus=3) == 2 and workers_for(200, cpus=16) == 15
+    assert workers_for(200, cpus=3, busy=2) == 0 and workers_for(200, cpus=16, busy=2) == 14  # beside training
+    assert workers_for(3, cpus=16) == 3  # never more than one per environment
+
+
 def test_default_worker_count(monkeypatch):
+    E = importlib.import_module("synthrl.envs.evaluate")  # the module (synthrl.envs.evaluate is also the function)
     from synthrl.envs.evaluate import default_workers
 
     monkeypatch.delenv("SYNTHRL_EVAL_WORKERS", raising=False)
-    assert 1 <= default_workers(200) <= 200 and default_workers(1) == 1
-    monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "3")
+    monkeypatch.setattr(E, "usable_cpus", lambda: 2)  # the CI machine: 2 cores
+    assert default_workers(200) == 0 and default_workers(1) == 0
+    monkeypatch.setattr(E, "usable_cpus", lambda: 8)
+    assert default_workers(200) == 7 and default_workers(200, busy=2) == 6
+    monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "3")  # explicit counts are honoured, even on 2 cores
     assert default_workers(200) == 3 and default_workers(2) == 2
     monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "0")
     assert default_workers(200) == 0
     monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "many")
     with pytest.raises(UserError, match="SYNTHRL_EVAL_WORKERS"):
         default_workers(200)
+
+
+def test_evaluation_picks_its_workers_from_the_free_cores(monkeypatch):
+    from synthrl.envs import evaluate_async
+
+    E = importlib.import_module("synthrl.envs.evaluate")  # the module (synthrl.envs.evaluate is also the function)
+
+    monkeypatch.delenv("SYNTHRL_EVAL_WORKERS", raising=False)
+    monkeypatch.setattr(E, "usable_cpus", lambda: 2)
+    assert evaluate("hopper", LinearPolicy(11, 3), [0], 2, eval_index=0).workers == 0  # in-process on 2 cores
+    monkeypatch.setattr(E, "usable_cpus", lambda: 3)  # 2 free, but training holds one beside a background evaluation
+    assert evaluate_async("hopper", LinearPolicy(11, 3), [0], 2, eval_index=0).result().workers == 0
 
 
 def test_a_failing_worker_is_reported_and_the_pool_replaced():
