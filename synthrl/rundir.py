@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import torch
 
 from synthrl.errors import UserError
-from synthrl.utils.io import atomic_write_json, atomic_write_text
+from synthrl.utils.io import atomic_write_json, atomic_write_text, check_writable_dir, make_dirs
 
 PARAMS = "params.json"
 METRICS = "metrics.csv"
@@ -37,8 +37,12 @@ class RunDir:
         self.path = Path(path).expanduser().absolute()
 
     # -- params ---------------------------------------------------------------------------------
+    def check_writable(self, what: str = "--out") -> None:
+        """Refuse, in one line, a run directory that cannot be written (before any work)."""
+        check_writable_dir(self.path, what)
+
     def write_params(self, params: dict) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path, str(self.path))
         atomic_write_json(self.path / PARAMS, params)
 
     def read_params(self) -> dict:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -58,20 +59,27 @@ def test_store_builds_once_and_rebuilds_corrupt(tmp_path):
     assert len(calls) == 3
 
 
-def test_store_race_leaves_one_result(tmp_path):
+def test_store_race_builds_once_and_leaves_one_result(tmp_path):
     store = ArtifactStore(tmp_path)
     barrier = threading.Barrier(4)
+    calls = []
 
     def build(d):
-        barrier.wait(timeout=10)
+        calls.append(1)
+        time.sleep(0.2)  # the other threads ask meanwhile: they wait for this build
         (d / "payload.bin").write_bytes(b"same")
 
+    def ask():
+        barrier.wait(timeout=10)
+        results.append(store.get_or_build("race", {"k": 1}, build))
+
     results = []
-    threads = [threading.Thread(target=lambda: results.append(store.get_or_build("race", {"k": 1}, build))) for _ in range(4)]
+    threads = [threading.Thread(target=ask) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert len(calls) == 1 and len(results) == 4
     assert len(set(results)) == 1 and store.is_complete(results[0])
     leftovers = [p for p in results[0].parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []

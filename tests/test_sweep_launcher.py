@@ -43,7 +43,7 @@ def test_storage_must_be_writable_and_a_path(tmp_path):
         resolve_storage("s3://bucket/x")
     a_file = tmp_path / "file"
     a_file.write_text("")
-    with pytest.raises(UserError, match=r"--storage .*file/sub: not writable"):
+    with pytest.raises(UserError, match=r"--storage .*file/sub: a file is in the way"):
         resolve_storage(str(a_file / "sub"))
 
 

@@ -40,8 +40,7 @@ def _train_loop_per_worker(config: dict) -> None:
     from ray.train.torch import get_device
 
     from synthrl.dt.config import DTPretrainConfig
-    from synthrl.dt.pretrain import ARTIFACT_KIND, FORMAT_VERSION, _locked, build_pretrain_artifact, \
-        pretrain_params
+    from synthrl.dt.pretrain import ARTIFACT_KIND, FORMAT_VERSION, build_pretrain_artifact, pretrain_params
     from synthrl.store import ArtifactStore
 
     cfg = DTPretrainConfig.from_dict(config["cfg"])
@@ -49,7 +48,8 @@ def _train_loop_per_worker(config: dict) -> None:
     work = Path(config["work_dir"])
     rank = ray.train.get_context().get_world_rank()
     device = str(get_device())
-    with _locked(work.parent / f"{work.name}.lock") if rank == 0 else contextlib.nullcontext():
+    lock = store.lock(ARTIFACT_KIND, pretrain_params(cfg), FORMAT_VERSION)
+    with lock if rank == 0 else contextlib.nullcontext():
         # worker 0 holds the lock: tell every worker whether another builder finished the key meanwhile
         done = torch.tensor([rank == 0 and store.lookup(ARTIFACT_KIND, pretrain_params(cfg), FORMAT_VERSION)
                              is not None], dtype=torch.int32)

@@ -26,11 +26,11 @@ from typing import Any, Callable
 
 from synthrl.errors import UserError
 from synthrl.rundir import RunDir
-from synthrl.store import ArtifactStore, default_store_root
+from synthrl.store import ArtifactStore, default_store_name, default_store_root
 from synthrl.sweep.plan import (Plan, Trial, build_config, build_made_dataset, dataset_file, make_plan,
                                 missing_datasets)
 from synthrl.sweep.schema import Sweep, sweep_from_dict
-from synthrl.utils.io import atomic_write_json
+from synthrl.utils.io import atomic_write_json, check_writable_dir, make_dirs
 from trainables import resources as res
 from trainables.trainable import PID_FILE, build_artifact, run_directory, run_trial
 
@@ -60,15 +60,8 @@ def resolve_storage(storage: str | None) -> Path:
                             "artifact store are written as files, so give a shared file-system path (NFS, or the "
                             "bucket mounted with s3fs/gcsfuse) instead")
         path = Path(os.path.abspath(Path(storage).expanduser()))
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".synthrl-write-test-{uuid.uuid4().hex}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"--storage {path}: not writable ({e.strerror or e}); choose a directory you can write") \
-            from None
-    return path
+    what = "--storage" if storage is not None else default_store_name()
+    return make_dirs(check_writable_dir(path, what), f"{what} {path}")
 
 
 def sweep_dir(storage: Path, name: str) -> Path:

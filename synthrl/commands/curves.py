@@ -20,7 +20,9 @@ def register(subparsers) -> None:
 def main(args) -> int:
     from analysis.curves import plot_curves
     from analysis.records import load_records
+    from synthrl.utils.io import check_writable_dir
 
+    check_writable_dir(args.out, "--out")  # before reading the results
     records = load_records(results=args.results, csv=args.csv)
     written = plot_curves(records, args.out, args.variants)
     print(f"wrote {len(written)} figures to {args.out}")

@@ -1,6 +1,7 @@
 """``synthrl data``: make D4RL-format datasets by rolling out a policy, and describe a dataset.
 
     synthrl data make ENV --policy random|sine|RUN_DIR --steps N --out FILE [--seed S] [--version v4|v5] [--envs B]
+                      [--force]
     synthrl data info NAME|FILE [--env ENV] [--json]
 """
 
@@ -36,7 +37,9 @@ def register(subparsers) -> None:
                       help="'random' (uniform), 'sine' (scripted noisy gait) or a run directory of this "
                            "project's CQL/DT training")
     make.add_argument("--steps", type=positive_int, required=True, help="environment steps to record (rows)")
-    make.add_argument("--out", required=True, help="output .hdf5 file (written atomically)")
+    make.add_argument("--out", required=True, help="output .hdf5 file (written atomically; an existing one is "
+                                                    "kept unless --force)")
+    make.add_argument("--force", action="store_true", help="replace an existing --out file")
     make.add_argument("--seed", type=nonneg_int, default=0, help="seed of the resets and the policy noise (default 0)")
     make.add_argument("--version", choices=["v4", "v5"], default="v4", help="gymnasium environment version (default v4)")
     make.add_argument("--noise", type=nonneg_float, default=0.0, help="Gaussian action noise added to a saved policy")
@@ -48,7 +51,7 @@ def register(subparsers) -> None:
     make.add_argument("--workers", type=nonneg_int, default=None,
                       help="processes stepping the environments (default: none for --envs 1, else one per CPU)")
     make.add_argument("--gzip", action="store_true", help="gzip-compress the arrays (smaller, slower to load)")
-    make.add_argument("--quiet", action="store_true", help="no progress bar")
+    make.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     make.set_defaults(func=run_make)
 
     info = verbs.add_parser("info", help="describe a dataset: size, episodes, returns, dims, checksum status",
@@ -60,16 +63,14 @@ def register(subparsers) -> None:
 
 
 def run_make(args) -> int:
-    from pathlib import Path
-
     from synthrl.data.make import make_dataset
     from synthrl.envs.policies import BUILTIN_POLICIES, NoisyPolicy, builtin_policy, load_policy
     from synthrl.errors import UserError
-    from synthrl.utils.io import resolve_device
+    from synthrl.utils.io import check_output_file, resolve_device
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise UserError(f"--out {args.out}: is a directory, expected a file name")
+    out = check_output_file(args.out, "--out")  # before the rollout, which may take minutes
+    if out.exists() and not args.force:
+        raise UserError(f"--out {args.out}: already exists; pass --force to replace it or choose another file")
     if args.policy in BUILTIN_POLICIES:
         policy = builtin_policy(args.policy, args.env, seed=args.seed)
         description = policy.describe()
@@ -82,7 +83,8 @@ def run_make(args) -> int:
     path = make_dataset(args.env, policy, args.steps, out, seed=args.seed, version=args.version,
                         progress=not args.quiet, compression="gzip" if args.gzip else None,
                         policy_description=description, envs=args.envs, workers=args.workers)
-    print(f"wrote {path} ({args.steps} steps of {args.env} {args.version}, policy: {description})")
+    if not args.quiet:  # a store build (the sweeps' `make:` datasets) writes a temporary path: it says the final one
+        print(f"wrote {path} ({args.steps} steps of {args.env} {args.version}, policy: {description})")
     return 0
 
 

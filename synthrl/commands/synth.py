@@ -16,6 +16,7 @@ from pathlib import Path
 
 from synthrl.cli import positive_int, temperature
 from synthrl.errors import UserError
+from synthrl.utils.io import check_output_file
 
 TOKEN_KINDS = ("mc", "iid", "identity", "mapping")
 MDP_KINDS = ("mdp", "mdp-iid")
@@ -89,8 +90,7 @@ def main(args: argparse.Namespace) -> int:
                         f"(it takes {', '.join(sorted(_option(o) for o in APPLIES[args.kind]))})")
     if args.out.suffix != ".npz":
         raise UserError(f"--out: expected a path ending in .npz, got {str(args.out)!r}")
-    if args.out.exists() and args.out.is_dir():
-        raise UserError(f"--out: {args.out} is a directory")
+    check_output_file(args.out, "--out")  # before sampling, which may take minutes
     if args.compat and args.device not in (None, "cpu"):
         raise UserError(f"--device: --compat runs NumPy on the CPU, got {args.device!r}")
     for name in ("workers", "rows_per_worker"):

@@ -56,8 +56,10 @@ def main(args) -> int:
     from analysis import tables as T
     from analysis.records import load_records
     from synthrl.errors import UserError
-    from synthrl.utils.io import atomic_write_text
+    from synthrl.utils.io import atomic_write_text, check_output_file
 
+    if args.out:
+        check_output_file(args.out, "--out")  # before reading the results
     if args.table is None and args.variants is None:
         raise UserError("give --table N (the columns of sweeps/tableN.yaml) or --variants A,B,... (or both)")
     if args.table is not None and args.table not in T.TABLE_MEASURE:

@@ -76,6 +76,10 @@ def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     resolve_device(config.device)  # a clear error before any work
     run_dir = RunDir(args.out)
+    run_dir.check_writable("--out")
+    store = ArtifactStore()
+    if config.pretrain != "none":
+        store.check_writable()  # the pre-training artifact is built there
     params = run_params(config)
     if args.resume:
         if (run_dir.path / "params.json").is_file():
@@ -85,8 +89,8 @@ def main(args: argparse.Namespace) -> int:
             return 0
     elif (run_dir.path / "params.json").exists():
         raise UserError(f"--out {run_dir.path}: already holds a run; pass --resume to continue it or choose a new --out")
-    run_dir.write_params(params)
-    runner = make_runner(config, ArtifactStore(), progress=not args.no_progress)
+    runner = make_runner(config, store, progress=not args.no_progress)
+    run_dir.write_params(params)  # after the dataset and pre-training are ready: a failure there leaves no run behind
     drive(runner, run_dir, resume=args.resume, progress=not args.no_progress, desc=f"{config.variant} {params['dataset']}")
     print(f"{run_dir.path}: done ({runner.updates_done} updates, {len(config.seeds)} seeds)")
     return 0

@@ -72,16 +72,17 @@ def pretrain_config_from_args(args) -> "DTPretrainConfig":  # noqa: F821
 
 
 def _prepare_run_dir(out: str, params: dict, resume: bool):
+    """Check --out (writable; a new run, or the same run with --resume); the caller writes params.json."""
     from synthrl.rundir import RunDir
 
     run_dir = RunDir(out)
+    run_dir.check_writable("--out")
     if (run_dir.path / "params.json").exists():
         if not resume:
             raise UserError(f"--out {out}: already holds a run; pass --resume to continue it or choose a new --out")
         run_dir.check_params_match(params, ignore=("device",))
     elif resume and run_dir.path.exists() and any(run_dir.path.iterdir()):
         raise UserError(f"--out {out}: --resume given but there is no params.json in it")
-    run_dir.write_params(params)
     return run_dir
 
 
@@ -99,6 +100,8 @@ def main_pretrain(args) -> int:
               "artifact_params": key_params, "store": str(store.root), "device": cfg.device,
               "synthrl_version": __version__}
     run_dir = _prepare_run_dir(args.out, params, args.resume)
+    store.check_writable()
+    run_dir.write_params(params)  # the run directory logs the loss curve while the artifact is built
     if run_dir.is_done() and (run_dir.path / "artifact.json").is_file():
         print(f"{run_dir.path}: already done")
         return 0
@@ -170,6 +173,7 @@ def main_finetune(args) -> int:
         print(f"{run_dir.path}: already done")
         return 0
     runner = make_runner(config, None)
+    run_dir.write_params(params)  # after the dataset and model are ready: a failure there leaves no run behind
     rows = drive(runner, run_dir, resume=args.resume, progress=not args.no_progress, desc="dt")
     if rows:
         mean = sum(r["normalized_score"] for r in rows) / len(rows)

@@ -10,9 +10,7 @@ from there bit-identically (on CPU). The artifact is finalised (COMPLETE) once e
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import os
 import shutil
 import time
@@ -267,18 +265,6 @@ def _atomic_torch_save(path: Path, obj: Any) -> None:
     atomic_write(path, write)
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive advisory lock: one builder per key trains; a second waits, then finds the artifact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def work_dir_for(cfg: DTPretrainConfig, store: ArtifactStore) -> Path:
     return store.root / "work" / ARTIFACT_KIND / store.path(ARTIFACT_KIND, pretrain_params(cfg), FORMAT_VERSION).name
 
@@ -302,7 +288,7 @@ def build_pretrain_artifact(
     if found is not None:
         return found
     work = work_dir_for(cfg, store)
-    with _locked(work.parent / f"{work.name}.lock"):
+    with store.lock(ARTIFACT_KIND, params, FORMAT_VERSION):  # one builder trains; the others wait, then reuse
         found = store.lookup(ARTIFACT_KIND, params, FORMAT_VERSION)
         if found is not None:
             return found
