@@ -24,7 +24,7 @@ MDP_KINDS = ("mdp", "mdp-iid")
 APPLIES = {
     "mc": {"states", "order", "temperature", "seed", "sequences", "length", "device", "compat", "workers",
            "rows_per_worker"},
-    "iid": {"states", "seed", "sequences", "length", "device"},
+    "iid": {"states", "seed", "sequences", "length", "device", "compat", "workers", "rows_per_worker"},
     "identity": {"seed", "sequences", "length", "device"},
     "mapping": {"seed", "sequences", "length", "device"},
     "mdp": {"states", "actions", "trajectories", "length", "policy_temperature", "transition_temperature",
@@ -53,10 +53,11 @@ def register(subparsers) -> None:
                                                        "(default 1000)")
     p.add_argument("--device", help="token sampling device: cpu (default), cuda, auto")
     p.add_argument("--compat", action="store_true", default=None,
-                   help="mc: the reference generator's exact streams (NumPy, CPU, slow: ~0.3 M tokens/s at M = 100)")
-    p.add_argument("--workers", type=positive_int, help="mc --compat: the reference's worker count W (default 1)")
+                   help="mc, iid: the reference generator's exact streams (NumPy, CPU, slow: mc ~0.3 M tokens/s "
+                        "at M = 100)")
+    p.add_argument("--workers", type=positive_int, help="mc/iid --compat: the reference's worker count W (default 1)")
     p.add_argument("--rows-per-worker", type=positive_int,
-                   help="mc --compat: sequences each worker makes per iteration, b (default: all of them)")
+                   help="mc/iid --compat: sequences each worker makes per iteration, b (default: all of them)")
     p.add_argument("--actions", type=positive_int, help="MDP actions A (default 100)")
     p.add_argument("--trajectories", type=positive_int, help="MDP trajectories J (default 1000)")
     p.add_argument("--policy-temperature", type=temperature, help="τπ > 0 or inf (mdp, default 1)")
@@ -175,7 +176,7 @@ def _compat_tokens(args, M: int, tau: float, seed: int, sequences: int):
     import numpy as np
     from tqdm import tqdm
 
-    from synthrl.synthetic.compat import compat_mc_tokens
+    from synthrl.synthetic.compat import compat_iid_tokens, compat_mc_tokens
 
     workers = args.workers or 1
     per_worker = args.rows_per_worker or -(-sequences // workers)
@@ -183,14 +184,22 @@ def _compat_tokens(args, M: int, tau: float, seed: int, sequences: int):
         raise UserError(f"--sequences: --compat makes whole iterations of --workers x --rows-per-worker = "
                         f"{workers} x {per_worker} sequences; {sequences} is not a multiple of {workers * per_worker}")
     order, length = args.order or 1, args.length or 1024
-    with tqdm(total=sequences, unit="seq", desc="compat mc", mininterval=1.0) as bar:
-        tokens = compat_mc_tokens(M, order, tau, seed, workers=workers, rows_per_worker=per_worker,
-                                  iterations=sequences // (workers * per_worker), length=length, progress=bar.update)
-    meta = {"kind": "mc", "states": M, "order": order, "temperature": tau, "seed": seed, "length": length,
-            "sequences": sequences, "row_source": "reference", "sampler": "compat",
-            "workers": workers, "rows_per_worker": per_worker,
-            "generator": "reference streams: default_rng(seed + i*L*W + W*t + w) per (iteration, position, worker)",
-            "synthrl": _version()}
+    layout = {"workers": workers, "rows_per_worker": per_worker, "iterations": sequences // (workers * per_worker),
+              "length": length}
+    with tqdm(total=sequences, unit="seq", desc=f"compat {args.kind}", mininterval=1.0) as bar:
+        if args.kind == "mc":
+            tokens = compat_mc_tokens(M, order, tau, seed, **layout, progress=bar.update)
+        else:
+            tokens = compat_iid_tokens(M, seed, **layout, progress=bar.update)
+    if args.kind == "mc":
+        meta = {"kind": "mc", "states": M, "order": order, "temperature": tau, "row_source": "reference",
+                "generator": "reference streams: default_rng(seed + i*L*W + W*t + w) per (iteration, position, worker)"}
+    else:
+        meta = {"kind": "iid", "states": M,
+                "generator": "reference streams: default_rng(seed + i*W + w) per (iteration, worker), "
+                             "multinomial(1, [1/M]*M, size=(b, L)).argmax(-1)"}
+    meta.update(seed=seed, length=length, sequences=sequences, sampler="compat", workers=workers,
+                rows_per_worker=per_worker, synthrl=_version())
     return tokens.astype(np.int32), None, meta, M, None
 
 

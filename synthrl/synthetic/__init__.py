@@ -10,6 +10,7 @@ DT tokens::
 The reference generator's exact streams (NumPy, CPU, slow; synthrl.synthetic.compat)::
 
     tokens = compat_mc_tokens(100, workers=8, rows_per_worker=16, iterations=2)   # [256, 1024]
+    tokens = compat_iid_tokens(100, workers=8, rows_per_worker=16, iterations=2)  # [256, 1024], spec 1.3
 
 CQL transitions::
 
@@ -18,7 +19,7 @@ CQL transitions::
     data = cql_pretrain_data("mdp", obs_dim=11, act_dim=3)      # + vector tables, cached in the store
 """
 
-from synthrl.synthetic.compat import compat_mc_tokens
+from synthrl.synthetic.compat import compat_iid_tokens, compat_mc_tokens
 from synthrl.synthetic.cql_data import CQL_KINDS, CQLPretrainData, cql_pretrain_data, save_npz
 from synthrl.synthetic.mdp import index_to_vectors, mdp_dataset, mdp_iid_dataset
 from synthrl.synthetic.tokens import (
@@ -42,6 +43,7 @@ __all__ = [
     "MarkovTokens",
     "PairTokens",
     "TokenSource",
+    "compat_iid_tokens",
     "compat_mc_tokens",
     "cql_pretrain_data",
     "entropy",

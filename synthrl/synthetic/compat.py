@@ -1,4 +1,4 @@
-"""Reference-compatible Markov-chain token streams ("compat" mode, spec: synthetic-data.md 1.2).
+"""Reference-compatible token streams ("compat" mode, spec: synthetic-data.md 1.2 and 1.3).
 
 The reference generator works in iterations; in iteration ``i`` each of ``W`` workers makes ``b``
 sequences, and position ``t`` of worker ``w`` draws from a fresh ``numpy.random.default_rng(σ +
@@ -8,6 +8,9 @@ rows one after another from that stream). This module calls those NumPy function
 the tokens equal the reference's bit for bit; it is single-threaded NumPy (≈ 0.3 M tokens/s at
 M = 100: the sequential-binomial multinomial costs O(M) per token), meant for reproducing the
 reference's exact datasets at small M, not for the GPU pre-training loop (``token_source`` is).
+
+IID uniform tokens (1.3): in iteration ``i`` worker ``w`` draws its whole ``b × L`` block from one fresh
+``default_rng(σ + i·W + w)`` as ``rng.multinomial(1, [1/M]·M, size=(b, L)).argmax(-1)``.
 """
 
 from __future__ import annotations
@@ -60,6 +63,14 @@ class _Rows:
         return out
 
 
+def check_layout(workers, rows_per_worker, iterations, length) -> None:
+    """The reference's work layout: positive integers, named when not."""
+    for name, value in (("workers", workers), ("rows_per_worker", rows_per_worker), ("iterations", iterations),
+                        ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise UserError(f"{name}: expected a positive integer, got {value!r}")
+
+
 def compat_mc_tokens(states: int = 100, order: int = 1, temperature: float = 1.0, seed: int = DEFAULT_SEED, *,
                      workers: int = 1, rows_per_worker: int = 1, iterations: int = 1,
                      length: int = SEQUENCE_LENGTH,
@@ -70,10 +81,7 @@ def compat_mc_tokens(states: int = 100, order: int = 1, temperature: float = 1.0
     the number of sequences finished after each (iteration, worker).
     """
     check_chain_params(states, order, temperature, seed)
-    for name, value in (("workers", workers), ("rows_per_worker", rows_per_worker), ("iterations", iterations),
-                        ("length", length)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise UserError(f"{name}: expected a positive integer, got {value!r}")
+    check_layout(workers, rows_per_worker, iterations, length)
     b, L, W = int(rows_per_worker), int(length), int(workers)
     first = first_token_row(states, temperature, seed)
     rows = _Rows(states, order, temperature, seed)
@@ -87,6 +95,32 @@ def compat_mc_tokens(states: int = 100, order: int = 1, temperature: float = 1.0
                     seq[:, 0] = rng.choice(states, size=b, p=first)
                 else:
                     seq[:, t] = rng.multinomial(1, rows(seq[:, max(0, t - order):t])).argmax(1)
+            if progress is not None:
+                progress(b)
+    return out.reshape(iterations * W * b, L)
+
+
+def compat_iid_seed(seed: int, iteration: int, worker: int, workers: int) -> int:
+    """The reference's IID stream seed for (iteration, worker): σ + i·W + w."""
+    return seed + iteration * workers + worker
+
+
+def compat_iid_tokens(states: int = 100, seed: int = DEFAULT_SEED, *, workers: int = 1, rows_per_worker: int = 1,
+                      iterations: int = 1, length: int = SEQUENCE_LENGTH,
+                      progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """The reference's IID uniform token sequences, int64 [iterations · workers · rows_per_worker, length].
+
+    Sequence order: iteration, then worker, then the worker's row; ``progress(n)`` as for compat_mc_tokens.
+    """
+    check_chain_params(states, seed=seed)
+    check_layout(workers, rows_per_worker, iterations, length)
+    b, L, W = int(rows_per_worker), int(length), int(workers)
+    uniform = [1.0 / states] * states
+    out = np.empty((iterations, W, b, L), np.int64)
+    for i in range(iterations):
+        for w in range(W):
+            rng = np.random.default_rng(compat_iid_seed(seed, i, w, W))
+            out[i, w] = rng.multinomial(1, uniform, size=(b, L)).argmax(-1)
             if progress is not None:
                 progress(b)
     return out.reshape(iterations * W * b, L)
