@@ -7,6 +7,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 HOPPER_SAC = SHARED / "data" / "hopper-medium-sac-200k.hdf5"
 
+
+def missing_shared(path: Path) -> str:
+    """The skip reason of a test that needs a file of the shared folder beside this checkout."""
+    return f"needs {path}, which is not there ({SHARED} holds the shared data and paper text; not in a plain clone)"
+
 # keep tests off the user's cache and away from threads the 2-core CI machine does not have
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

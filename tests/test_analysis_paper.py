@@ -6,7 +6,7 @@ import pytest
 
 from analysis.records import PAPER_DATASETS
 from analysis.tables import TABLE_MEASURE, paper_table, paper_tables
-from conftest import SHARED
+from conftest import SHARED, missing_shared
 
 PAPER_TEXT = SHARED / "paper" / "2310.00771.txt"
 SCORE_TABLES = [1, 2, 3, 4, 5, 6, 7, 8] + list(range(18, 30))
@@ -69,7 +69,7 @@ def test_average_rows_agree_with_the_cells():
             assert abs(sum(stds) / 12 - avg_std) <= 0.07, (number, i)
 
 
-@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="paper text not available")
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason=missing_shared(PAPER_TEXT))
 def test_cells_match_the_paper_text():
     """Every dataset row of every score table, re-read from the paper text by a plain regex."""
     lines = PAPER_TEXT.read_text().splitlines()

@@ -2,13 +2,13 @@
 
 import copy
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import HOPPER_SAC, missing_shared
 from synthrl.cql import networks as nets
 from synthrl.cql.algorithm import (CQLEnsemble, LossSettings, MemberInit, alpha_loss_fn, conservative_penalty,
                                    safe_td_target)
@@ -22,7 +22,6 @@ from synthrl.runner import drive
 from synthrl.store import ArtifactStore
 
 DS, DA, H = 5, 2, 32
-HOPPER_SAC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hopper-medium-sac-200k.hdf5"
 
 
 def tiny_dataset(n=400, seed=0, dS=DS, dA=DA):
@@ -390,7 +389,7 @@ def tiny_hopper_file(tmp_path, rows=3000):
     import h5py
 
     if not HOPPER_SAC.is_file():
-        pytest.skip(f"{HOPPER_SAC} not present")
+        pytest.skip(missing_shared(HOPPER_SAC))
     path = tmp_path / "hopper-tiny.hdf5"
     with h5py.File(HOPPER_SAC) as src, h5py.File(path, "w") as f:
         for k in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"):

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import HOPPER_SAC
+from conftest import HOPPER_SAC, missing_shared
 from synthrl.cli import main
 from synthrl.data import OFFICIAL_V2, DatasetChecksumWarning, load_dataset, make_dataset, write_d4rl_hdf5
 from synthrl.envs.policies import RandomPolicy, SinePolicy
@@ -247,7 +247,7 @@ def test_cli_make_rejects_bad_arguments(tmp_path, capsys):
     assert "no such file or directory" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not HOPPER_SAC.exists(), reason="shared hopper-medium-sac-200k.hdf5 not present")
+@pytest.mark.skipif(not HOPPER_SAC.exists(), reason=missing_shared(HOPPER_SAC))
 def test_shared_hopper_sac_file():
     ds = load_dataset(str(HOPPER_SAC))
     assert ds.env == "hopper" and len(ds) == 200_000 and (ds.obs_dim, ds.act_dim) == (11, 3)
