@@ -13,7 +13,7 @@ import sys
 
 from synthrl.errors import UserError
 
-VERBS = ["synth", "data", "run", "sweep", "tables", "curves"]
+VERBS = ["synth", "data", "run", "sweep", "tables", "curves", "doctor"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -91,6 +91,9 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+BROKEN_PIPE = 141   # 128 + SIGPIPE: what a shell reports for a command whose reader went away
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -100,9 +103,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synthrl: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("synthrl: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", "rerun with --resume to continue from the last checkpoint")
+        print(f"synthrl: interrupted; {hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `synthrl ... | head`: the reader closed stdout; stop quietly
+        _silence_stdout()
+        return BROKEN_PIPE
     return int(code or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush at exit cannot raise BrokenPipeError again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):   # no real file descriptor behind sys.stdout (captured in-process)
+        pass
 
 
 if __name__ == "__main__":

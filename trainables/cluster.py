@@ -177,6 +177,15 @@ def cluster_nodes() -> list[NodeCapacity]:
     return nodes
 
 
+def cluster_machine(address: str):
+    """The connected cluster's live CPUs and GPUs in all, for `sweep plan --cluster`'s wall-clock estimate."""
+    from synthrl.sweep.plan import Machine
+
+    nodes = cluster_nodes()
+    return Machine(f"the cluster at {address}", sum(n.resources.get("CPU", 0.0) for n in nodes),
+                   sum(n.resources.get("GPU", 0.0) for n in nodes))
+
+
 def autoscale_node_types() -> list[NodeCapacity]:
     """Node types the autoscaler may still add (from the cluster config it publishes); [] when it has none."""
     try:

@@ -14,9 +14,12 @@ Tune experiment; ``sweep status NAME`` reads the files (no Ray needed).
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
+import logging
 import os
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ from synthrl.errors import UserError
 from synthrl.rundir import RunDir
 from synthrl.store import ArtifactStore, default_store_name, default_store_root
 from synthrl.sweep.plan import (Plan, Trial, build_config, build_made_dataset, dataset_file, make_plan,
-                                missing_datasets)
+                                missing_datasets_message)
 from synthrl.sweep.schema import Sweep, sweep_from_dict
 from synthrl.utils.io import atomic_write_json, check_writable_dir, make_dirs
 from trainables import resources as res
@@ -74,7 +77,9 @@ def read_sweep_record(storage: Path, name: str) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         known = ", ".join(list_sweep_names(storage)) or "none"
-        raise UserError(f"sweep {name!r}: no {path} (sweeps in {storage}: {known})") from None
+        groups = sorted(p.stem for p in (storage / GROUPS_DIR).glob("*.json"))
+        files = f"; multi-sweep files: {', '.join(groups)}" if groups else ""
+        raise UserError(f"sweep {name!r}: no {path} (sweeps in {storage}: {known}{files})") from None
     except ValueError as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
 
@@ -100,12 +105,52 @@ def connect_ray(address: str | None, dashboard: bool, out: Printer) -> bool:
         else:
             connect(address, logging_level="WARNING")
     else:
-        # a local cluster: dashboard (if any) on loopback only; Ray's token authentication is left as configured
-        context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", logging_level="WARNING")
+        # a local cluster: everything on loopback; Ray's token authentication is left as configured
+        with _loopback_node():
+            context = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", logging_level="WARNING")
         url = getattr(context, "dashboard_url", None)
         if dashboard and url:
             out(f"Ray dashboard (this machine only): http://{url}")
+        out(f"Ray's own tools: {ray_tools_command(context.address_info['address'], url if dashboard else None)}")
     return True
+
+
+LOCAL_CLUSTER_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_node():
+    """Start the local Ray node on 127.0.0.1. Ray's GCS, raylet, object manager, agents and workers bind
+    to the node's IP address, which Ray picks as the machine's outward address, turning even an explicit
+    ``_node_ip_address="127.0.0.1"`` back into it; only its single-machine mode (the default on macOS and
+    Windows, switched by RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) keeps loopback. Joining a cluster through
+    $RAY_ADDRESS is left alone: that node's address is the cluster's."""
+    if os.environ.get("RAY_ADDRESS"):
+        yield
+        return
+    from ray._private import ray_constants   # read when ray is imported, so set for this call too
+
+    saved_env, saved = os.environ.get(LOCAL_CLUSTER_VAR), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOCAL_CLUSTER_VAR] = "0"      # inherited by the processes Ray starts now
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(LOCAL_CLUSTER_VAR, None)
+        else:
+            os.environ[LOCAL_CLUSTER_VAR] = saved_env
+
+
+def ray_tools_command(gcs_address: str, dashboard_url: str | None) -> str:
+    """How to point Ray's CLI at this cluster. Token authentication is on, and Ray's CLI sends the token
+    (from ~/.ray/auth_token or $RAY_AUTH_TOKEN) only when RAY_AUTH_MODE=token is in its environment."""
+    if dashboard_url:   # the state API (ray list ...) is served by the dashboard
+        url = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
+        return (f"RAY_AUTH_MODE=token ray list actors --address {url} (trial actors: add --detail, "
+                f"the trial is the repr_name), RAY_AUTH_MODE=token ray status --address {gcs_address}")
+    return f"RAY_AUTH_MODE=token ray status --address {gcs_address} (ray list ... needs the dashboard)"
 
 
 # -- preparation (no Ray) --------------------------------------------------------------------------
@@ -121,13 +166,14 @@ class Prepared:
     refused: list[Trial] = field(default_factory=list)
 
 
-def prepare(sweep: Sweep, storage: Path, document: dict, overrides: dict, out: Printer = _print) -> Prepared:
-    """Everything that can be refused is refused here, before any compute starts."""
+def prepare(sweep: Sweep, storage: Path, document: dict, overrides: dict, out: Printer = _print,
+            resumed: bool = False) -> Prepared:
+    """Everything that can be refused is refused here, before any compute starts. The sweep record keeps
+    its first launch time (``created``); ``resumed`` adds when `sweep resume` continued it."""
     plan = make_plan(sweep)
-    missing = missing_datasets(sweep)
+    missing = missing_datasets_message(sweep)
     if missing:
-        count = sum(1 for d in sweep.datasets if d.make is None and not dataset_file(d).is_file())
-        raise UserError(f"{sweep.source}: datasets: {count} file(s) not found " + "; ".join(missing))
+        raise UserError(missing)
     for note in plan.notices:
         out(f"notice: {note}")
     refused = [t for t in plan.trials if t.needs]
@@ -181,61 +227,21 @@ def prepare(sweep: Sweep, storage: Path, document: dict, overrides: dict, out: P
     old_path = sweep_dir(storage, sweep.name) / SWEEP_FILE
     if old_path.is_file():
         try:
-            record["tune_experiment"] = json.loads(old_path.read_text()).get("tune_experiment")
+            old = json.loads(old_path.read_text())
         except ValueError:
-            pass
+            old = {}
+        record["tune_experiment"] = old.get("tune_experiment")
+        record["created"] = old.get("created", record["created"])
+        if old.get("resumed"):
+            record["resumed"] = old["resumed"]
+    if resumed:
+        record["resumed"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_json(old_path, record)
     return prepared
 
 
-# -- live view -------------------------------------------------------------------------------------
-def _progress_callback_class():
-    from ray import tune
-
-    class SweepProgress(tune.Callback):
-        """A compact status line: trials by state, artifacts built, best score so far, ETA."""
-
-        def __init__(self, name: str, artifacts: str, skipped: int, interval_s: float = 10.0):
-            self.name = name
-            self.artifacts = artifacts
-            self.skipped = skipped
-            self.interval_s = interval_s
-            self.started = time.time()
-            self.last_print = 0.0
-            self.best: tuple[float, str] | None = None
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            score = result.get("normalized_score")
-            if isinstance(score, (int, float)) and math.isfinite(score):
-                if self.best is None or score > self.best[0]:
-                    self.best = (float(score), _trial_label(trial))
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            _print(f"[{self.name}] trial {_trial_label(trial)} failed; Tune retries it from its last checkpoint")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            _print(f"[{self.name}] trial {_trial_label(trial)} failed and is out of retries")
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._line(trials, force=True)
-
-        def on_step_end(self, iteration, trials, **info):
-            self._line(trials)
-
-        def on_experiment_end(self, trials, **info):
-            self._line(trials, force=True)
-
-        def _line(self, trials, force: bool = False) -> None:
-            now = time.time()
-            if not force and now - self.last_print < self.interval_s:
-                return
-            self.last_print = now
-            _print(progress_line(self.name, trials, self.artifacts, self.skipped, self.best, now - self.started))
-
-    return SweepProgress
-
-
-def _trial_label(trial) -> str:
+# -- live view (the Tune callback itself is trainables/progress.py) ----------------------------------
+def trial_label(trial) -> str:
     try:
         return trial.config["trial"]["trial_id"]
     except (AttributeError, KeyError, TypeError):
@@ -276,7 +282,7 @@ def _duration(seconds: float) -> str:
 
 def trial_dirname(trial) -> str:
     """Tune trial directory named after the trial: variant__dataset__seedgroup."""
-    return _trial_label(trial).replace("/", "__")
+    return trial_label(trial).replace("/", "__")
 
 
 # -- stage 1 ---------------------------------------------------------------------------------------
@@ -446,57 +452,162 @@ def _report_results(name: str, result_grid, out: Printer) -> int:
     return errors
 
 
+# -- Ctrl-C ----------------------------------------------------------------------------------------
+INTERRUPTED = 130   # the exit code after Ctrl-C (128 + SIGINT)
+
+
+@dataclass(frozen=True)
+class ResumeHint:
+    """What `sweep resume` needs to continue: the name (a sweep's, or a multi-sweep file's) and the options."""
+
+    name: str
+    storage: Path
+    address: str | None = None
+    max_gpus: float | None = None
+    dashboard: bool = True
+
+    def command(self) -> str:
+        import shlex
+
+        words = ["synthrl", "sweep", "resume", self.name, "--storage", str(self.storage)]
+        if self.address:
+            words += ["--address", self.address]
+        if self.max_gpus is not None:
+            words += ["--max-gpus", f"{self.max_gpus:g}"]
+        if not self.dashboard:
+            words.append("--no-dashboard")
+        return " ".join(shlex.quote(w) for w in words)
+
+
+class _TuneInterruptMessages(logging.Filter):
+    """Tune's own advice after Ctrl-C names ``Tuner.restore``; the launcher prints `sweep resume` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not text.startswith(("Experiment has been interrupted", "Trials did not complete"))
+
+
+@contextlib.contextmanager
+def _tune_sigint():
+    """Run ``tuner.fit()`` under Tune's SIGINT handling: the first Ctrl-C makes Tune stop its trials, save the
+    experiment and return; Tune then puts back the handler found here, so a second Ctrl-C raises
+    KeyboardInterrupt at once. Tune leaves its own handler installed after a run that was not interrupted,
+    which would swallow the next Ctrl-C (in stage 1 of a file's next sweep): put back ours afterwards."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main else None
+    tune_logger = logging.getLogger("ray.tune.tune")
+    quiet = _TuneInterruptMessages()
+    tune_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        tune_logger.removeFilter(quiet)
+        if in_main and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _fit(tuner, name: str) -> tuple[Any, bool]:
+    """``tuner.fit()``; returns (result grid, whether the experiment ended with trials unfinished: Ctrl-C)."""
+    from trainables import progress
+
+    progress.ended_unfinished.pop(name, None)
+    with _tune_sigint():
+        result_grid = tuner.fit()
+    return result_grid, bool(progress.ended_unfinished.get(name))
+
+
+def report_interrupted(storage: Path, names: list[str], hint: ResumeHint, out: Printer,
+                       not_started: tuple[str, ...] = ()) -> int:
+    """After Ctrl-C: each sweep's trials by state (from the run directories), what was never launched, and
+    the exact command that continues; returns the exit code."""
+    for name in names:
+        try:
+            record = read_sweep_record(storage, name)
+        except UserError:
+            continue
+        states = trial_states(storage, name, record)
+        out(f"[{name}] interrupted: {_state_counts(states)}")
+        for s in states:
+            if s["state"] == "partial":
+                out(f"  partial  {s['trial_id']}: update {s['update']}/{s['total_updates']} (continues from its "
+                    "last checkpoint)")
+    if not_started:
+        out(f"not started: {', '.join(not_started)}")
+    out(f"resume with: {hint.command()}")
+    return INTERRUPTED
+
+
 def run_sweep(sweep: Sweep, document: dict, overrides: dict, storage: Path, *, max_gpus: float | None = None,
               address: str | None = None, log: list[str] | None = None, dashboard: bool = True,
-              out: Printer = _print, shutdown: bool = True) -> int:
+              out: Printer = _print, shutdown: bool = True, resume: ResumeHint | None = None,
+              not_started: tuple[str, ...] = ()) -> int:
     """``synthrl sweep run``: prepare (refusals first), stage 1 artifacts, stage 2 Tune trials.
 
     Joins the Ray session already running in this process if there is one (and leaves it running);
-    otherwise starts or joins one and, with ``shutdown``, disconnects at the end."""
+    otherwise starts or joins one and, with ``shutdown``, disconnects at the end. After Ctrl-C it reports
+    what is done and how to resume (``resume``: the name and options; by default this sweep's) and returns
+    INTERRUPTED; ``not_started`` names the sweeps of the same file that come after this one."""
     import ray
-    from ray import tune
 
-    prepared = prepare(sweep, storage, document, overrides, out)
-    callbacks = _logger_callbacks(log, sweep.name)
-    if not prepared.trials:
-        out(f"[{sweep.name}] nothing to run: {len(prepared.skipped_done)} trial(s) already finished"
-            + (f", {len(prepared.refused)} refused" if prepared.refused else ""))
-        return 0
-    started_here = connect_ray(address, dashboard, out)
+    resume = resume or ResumeHint(sweep.name, storage, address, max_gpus, dashboard)
+    started_here = False
     try:
-        cluster = ray.cluster_resources()
-        trial_request = res.trial_resources(sweep, cluster, max_gpus)
-        pretrain_request = res.pretrain_resources(sweep, cluster, max_gpus)
-        for note in res.resource_notices(sweep, cluster, max_gpus):
-            out(note)
-        _check_nodes_fit(prepared, trial_request, pretrain_request)
-        artifact_errors = build_artifacts(prepared, pretrain_request, max_gpus, out)
-        if artifact_errors:
-            dropped = [t for t in prepared.trials if t.artifact in artifact_errors]
-            out(f"[{sweep.name}] leaving out {len(dropped)} trial(s) whose pre-training failed")
-            prepared.trials = [t for t in prepared.trials if t.artifact not in artifact_errors]
+        prepared = prepare(sweep, storage, document, overrides, out)
+        callbacks = _logger_callbacks(log, sweep.name)
         if not prepared.trials:
-            return 1
-        n_art = len({t.artifact for t in prepared.trials if t.artifact})
-        progress = _progress_callback_class()(sweep.name, f"{n_art}/{n_art}", len(prepared.skipped_done))
-        trainable, param_space, tune_config, run_config, experiment = _tune_objects(
-            prepared, trial_request, max_gpus, [progress, *callbacks])
-        experiment_path = str(storage / TUNE_DIR / sweep.name / experiment)
-        _set_tune_experiment(storage, sweep.name, experiment_path)
-        gpu = f"{trial_request['gpu']:g} GPU + " if trial_request["gpu"] else ""
-        out(f"[{sweep.name}] stage 2: {len(prepared.trials)} trial(s), each {gpu}{trial_request['cpu']:g} CPU; "
-            f"Tune experiment {experiment_path}")
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-        result_grid = tuner.fit()
-        errors = _report_results(sweep.name, result_grid, out)
-        if sweep.search is not None:
-            _record_best_config(storage, sweep, result_grid, out)
-        out(f"[{sweep.name}] finished: results in {sweep_dir(storage, sweep.name)} "
-            f"(synthrl tables --results {sweep_dir(storage, sweep.name)} ...)")
-        return 1 if errors or artifact_errors else 0
+            out(f"[{sweep.name}] nothing to run: {len(prepared.skipped_done)} trial(s) already finished"
+                + (f", {len(prepared.refused)} refused" if prepared.refused else ""))
+            return 0
+        started_here = connect_ray(address, dashboard, out)
+        return _run_prepared(prepared, max_gpus, callbacks, resume, not_started, out)
+    except KeyboardInterrupt:   # outside Tune (preparing, stage 1), or a second Ctrl-C inside it
+        return report_interrupted(storage, [sweep.name], resume, out, not_started)
     finally:
         if started_here and shutdown:
             ray.shutdown()
+
+
+def _run_prepared(prepared: Prepared, max_gpus: float | None, callbacks: list, resume: ResumeHint,
+                  not_started: tuple[str, ...], out: Printer) -> int:
+    import ray
+    from ray import tune
+
+    from trainables.progress import SweepProgress
+
+    sweep, storage = prepared.sweep, prepared.storage
+    cluster = ray.cluster_resources()
+    trial_request = res.trial_resources(sweep, cluster, max_gpus)
+    pretrain_request = res.pretrain_resources(sweep, cluster, max_gpus)
+    for note in res.resource_notices(sweep, cluster, max_gpus):
+        out(note)
+    _check_nodes_fit(prepared, trial_request, pretrain_request)
+    # (a place for per-node checks before any trial starts)
+    artifact_errors = build_artifacts(prepared, pretrain_request, max_gpus, out)
+    if artifact_errors:
+        dropped = [t for t in prepared.trials if t.artifact in artifact_errors]
+        out(f"[{sweep.name}] leaving out {len(dropped)} trial(s) whose pre-training failed")
+        prepared.trials = [t for t in prepared.trials if t.artifact not in artifact_errors]
+    if not prepared.trials:
+        return 1
+    n_art = len({t.artifact for t in prepared.trials if t.artifact})
+    progress = SweepProgress(sweep.name, f"{n_art}/{n_art}", len(prepared.skipped_done), storage)
+    trainable, param_space, tune_config, run_config, experiment = _tune_objects(
+        prepared, trial_request, max_gpus, [progress, *callbacks])
+    experiment_path = str(storage / TUNE_DIR / sweep.name / experiment)
+    _set_tune_experiment(storage, sweep.name, experiment_path)
+    gpu = f"{trial_request['gpu']:g} GPU + " if trial_request["gpu"] else ""
+    out(f"[{sweep.name}] stage 2: {len(prepared.trials)} trial(s), each {gpu}{trial_request['cpu']:g} CPU; "
+        f"Tune experiment {experiment_path}")
+    tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+    result_grid, interrupted = _fit(tuner, sweep.name)
+    if interrupted:
+        return report_interrupted(storage, [sweep.name], resume, out, not_started)
+    errors = _report_results(sweep.name, result_grid, out)
+    if sweep.search is not None:
+        _record_best_config(storage, sweep, result_grid, out)
+    out(f"[{sweep.name}] finished: results in {sweep_dir(storage, sweep.name)} "
+        f"(synthrl tables --results {sweep_dir(storage, sweep.name)} ...)")
+    return 1 if errors or artifact_errors else 0
 
 
 def load_recorded_sweep(storage: Path, name: str) -> tuple[Sweep, dict]:
@@ -505,38 +616,112 @@ def load_recorded_sweep(storage: Path, name: str) -> tuple[Sweep, dict]:
     return sweep, record
 
 
+def resume(name: str, storage: Path, *, address: str | None = None, dashboard: bool = True,
+           max_gpus: float | None = None, out: Printer = _print) -> int:
+    """``synthrl sweep resume NAME``: a sweep, or every sweep of a multi-sweep file launched under NAME
+    (in the file's order: launched ones resumed, the others run), in one Ray session."""
+    import ray
+
+    hint = ResumeHint(name, storage, address, max_gpus, dashboard)
+    if (sweep_dir(storage, name) / SWEEP_FILE).is_file() or not group_path(storage, name).is_file():
+        return resume_sweep(name, storage, address=address, dashboard=dashboard, max_gpus=max_gpus, out=out,
+                            hint=hint)
+    members = read_group(storage, name)["sweeps"]
+    started_here = False
+    code = 0
+    try:
+        started_here = connect_ray(address, dashboard, out)
+        for i, member in enumerate(members):
+            later = tuple(m["name"] for m in members[i + 1:])
+            if (sweep_dir(storage, member["name"]) / SWEEP_FILE).is_file():
+                result = resume_sweep(member["name"], storage, address=address, dashboard=dashboard,
+                                      max_gpus=max_gpus, out=out, hint=hint, not_started=later)
+            else:
+                sweep = sweep_from_dict(member["document"], member["source"], member.get("overrides") or {})
+                result = run_sweep(sweep, member["document"], member.get("overrides") or {}, storage,
+                                   max_gpus=max_gpus, address=address, dashboard=dashboard, out=out,
+                                   resume=hint, not_started=later)
+            code = max(code, result)
+            if result == INTERRUPTED:
+                break
+    except KeyboardInterrupt:
+        code = report_interrupted(storage, [m["name"] for m in members], hint, out)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return code
+
+
 def resume_sweep(name: str, storage: Path, *, address: str | None = None, dashboard: bool = True,
-                 max_gpus: float | None = None, out: Printer = _print) -> int:
-    """``synthrl sweep resume NAME``: restore the latest Tune experiment, errored trials from their checkpoints."""
+                 max_gpus: float | None = None, out: Printer = _print, hint: ResumeHint | None = None,
+                 not_started: tuple[str, ...] = ()) -> int:
+    """One sweep: restore its latest Tune experiment, errored and stopped trials from their checkpoints."""
     import ray
     from ray import tune
 
+    hint = hint or ResumeHint(name, storage, address, max_gpus, dashboard)
     sweep, record = load_recorded_sweep(storage, name)
     experiment = record.get("tune_experiment")
     if not experiment or not tune.Tuner.can_restore(experiment):
         out(f"[{name}] no Tune experiment state to restore: relaunching the sweep (finished trials are skipped)")
         return run_sweep(sweep, record["document"], record.get("overrides") or {}, storage, max_gpus=max_gpus,
-                         address=address, dashboard=dashboard, out=out)
-    started_here = connect_ray(address, dashboard, out)
+                         address=address, dashboard=dashboard, out=out, resume=hint, not_started=not_started)
+    started_here = False
     try:
+        # artifacts are in the store already unless stage 1 was interrupted; rebuild any that are missing
+        prepared = prepare(sweep, storage, record["document"], record.get("overrides") or {}, out, resumed=True)
+        if not prepared.trials:
+            out(f"[{name}] nothing to resume: {len(prepared.skipped_done)} trial(s) finished"
+                + (f", {len(prepared.refused)} refused" if prepared.refused else ""))
+            return 0
+        started_here = connect_ray(address, dashboard, out)
         cluster = ray.cluster_resources()
         trial_request = res.trial_resources(sweep, cluster, max_gpus)
         for note in res.resource_notices(sweep, cluster, max_gpus):
             out(note)
-        # artifacts are in the store already unless stage 1 was interrupted; rebuild any that are missing
-        prepared = prepare(sweep, storage, record["document"], record.get("overrides") or {}, out)
         _set_tune_experiment(storage, name, experiment)
-        if prepared.trials:
-            build_artifacts(prepared, res.pretrain_resources(sweep, cluster, max_gpus), max_gpus, out)
+        build_artifacts(prepared, res.pretrain_resources(sweep, cluster, max_gpus), max_gpus, out)
         out(f"[{name}] resuming Tune experiment {experiment}")
         tuner = tune.Tuner.restore(experiment, trainable=tune.with_resources(run_trial, trial_request),
                                    resume_unfinished=True, resume_errored=True)
-        errors = _report_results(name, tuner.fit(), out)
+        result_grid, interrupted = _fit(tuner, name)
+        if interrupted:
+            return report_interrupted(storage, [name], hint, out, not_started)
+        errors = _report_results(name, result_grid, out)
         out(f"[{name}] finished: results in {sweep_dir(storage, name)}")
         return 1 if errors else 0
+    except KeyboardInterrupt:
+        return report_interrupted(storage, [name], hint, out, not_started)
     finally:
         if started_here:
             ray.shutdown()
+
+
+# -- multi-sweep files: `sweep resume FILE_NAME` ---------------------------------------------------
+GROUPS_DIR = "_groups"
+
+
+def group_path(storage: Path, name: str) -> Path:
+    return storage / GROUPS_DIR / f"{name}.json"
+
+
+def record_group(storage: Path, name: str, source: str, sweeps: list[tuple[Sweep, dict, dict]]) -> None:
+    """Remember the sweeps of a multi-sweep file under one name (the file's stem, or --name), before any
+    runs: `sweep resume NAME` then continues the launched ones and runs those never started."""
+    atomic_write_json(group_path(storage, name), {
+        "name": name, "source": source,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sweeps": [{"name": s.name, "source": s.source, "document": doc, "overrides": over}
+                   for s, doc, over in sweeps],
+    })
+
+
+def read_group(storage: Path, name: str) -> dict:
+    path = group_path(storage, name)
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
 # -- status / ls (files only, no Ray) --------------------------------------------------------------
@@ -580,18 +765,35 @@ def _tune_errors(experiment: str | None) -> dict[str, str]:
     return errors
 
 
-def status_text(storage: Path, name: str) -> str:
-    record = read_sweep_record(storage, name)
-    states = trial_states(storage, name, record)
+def _state_counts(states: list[dict]) -> str:
+    """'1 done, 2 partial, 1 pending of 4' (the order of `sweep status`)."""
     counts: dict[str, int] = {}
     for s in states:
         counts[s["state"]] = counts.get(s["state"], 0) + 1
+    return ", ".join(f"{counts[k]} {k}" for k in ("done", "partial", "pending", "error", "refused")
+                     if counts.get(k)) + f" of {len(states)}"
+
+
+def latest_scores(storage: Path, name: str) -> dict[str, float]:
+    """trial_id -> its latest evaluation's score (mean over the seeds): what `status` and the live view rank."""
+    try:
+        record = read_sweep_record(storage, name)
+    except UserError:
+        return {}
+    return {s["trial_id"]: s["score"] for s in trial_states(storage, name, record) if s["score"] is not None}
+
+
+def status_text(storage: Path, name: str) -> str:
+    if not (sweep_dir(storage, name) / SWEEP_FILE).is_file() and group_path(storage, name).is_file():
+        return _group_status_text(storage, name)
+    record = read_sweep_record(storage, name)
+    states = trial_states(storage, name, record)
     done_updates = sum(min(s["update"], s["total_updates"]) if s["state"] != "done" else s["total_updates"]
                        for s in states if s["state"] != "refused")
     total_updates = sum(s["total_updates"] for s in states if s["state"] != "refused")
-    lines = [f"sweep {name} ({record['algorithm']}, from {record['source']}, launched {record['created']})",
-             "trials: " + ", ".join(f"{counts[k]} {k}" for k in ("done", "partial", "pending", "error", "refused")
-                                    if counts.get(k)) + f" of {len(states)}",
+    resumed = f", resumed {record['resumed']}" if record.get("resumed") else ""
+    lines = [f"sweep {name} ({record['algorithm']}, from {record['source']}, launched {record['created']}{resumed})",
+             "trials: " + _state_counts(states),
              f"progress: {100 * done_updates / max(1, total_updates):.1f}% of the fine-tuning updates"]
     scored = [s for s in states if s["score"] is not None]
     if scored:
@@ -615,6 +817,18 @@ def status_text(storage: Path, name: str) -> str:
     return "\n".join(lines)
 
 
+def _group_status_text(storage: Path, name: str) -> str:
+    """`sweep status NAME` for a multi-sweep file launched under NAME: each of its sweeps in turn."""
+    group = read_group(storage, name)
+    parts = [f"{name}: {len(group['sweeps'])} sweeps from {group['source']}"]
+    for member in group["sweeps"]:
+        if (sweep_dir(storage, member["name"]) / SWEEP_FILE).is_file():
+            parts.append(status_text(storage, member["name"]))
+        else:
+            parts.append(f"sweep {member['name']}: not started (sweep resume {name} runs it)")
+    return "\n\n".join(parts)
+
+
 def ls_text(storage: Path) -> str:
     names = list_sweep_names(storage)
     if not names:
@@ -631,7 +845,9 @@ def ls_text(storage: Path) -> str:
         errors = sum(s["state"] == "error" for s in states)
         err = f", {errors} error" if errors else ""
         lines.append(f"  {name:<24} {record['algorithm']:<4} {done}/{len(states)} trials done{err}  "
-                     f"launched {record['created']}  ({record['source']})")
+                     f"launched {record['created']}"
+                     + (f", resumed {record['resumed']}" if record.get("resumed") else "")
+                     + f"  ({record['source']})")
     return "\n".join(lines)
 
 

@@ -62,7 +62,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-dashboard", dest="dashboard", action="store_false",
                    help="do not start the Ray dashboard (local Ray only; it listens on 127.0.0.1)")
     set_option(p)
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, interrupt_hint="`synthrl sweep resume NAME` continues from the trials' last checkpoints")
 
     p = verbs.add_parser("submit", help="submit a sweep as a Ray Job to a cluster; prints the job id, dashboard "
                                         "URL and the command that follows its logs")
@@ -78,8 +78,10 @@ def register(subparsers) -> None:
     set_option(p)
     p.set_defaults(func=_submit)
 
-    p = verbs.add_parser("resume", help="resume an interrupted sweep (errored trials from their checkpoints)")
-    p.add_argument("name", metavar="NAME")
+    p = verbs.add_parser("resume", help="resume an interrupted sweep (stopped and errored trials from their "
+                                        "checkpoints)")
+    p.add_argument("name", metavar="NAME", help="a sweep's name, or the name a multi-sweep file was launched under "
+                                                "(its file name without .yaml, or its --name): all of its sweeps")
     storage_option(p)
     p.add_argument("--max-gpus", type=_nonneg_float, default=None, metavar="N")
     p.add_argument("--address", default=None, metavar="ADDR")
@@ -87,7 +89,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_resume)
 
     p = verbs.add_parser("status", help="trials by state, progress, errors (reads the storage; no Ray)")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="a sweep's name, or the name a multi-sweep file was launched under")
     storage_option(p)
     p.set_defaults(func=_status)
 
@@ -123,17 +125,45 @@ def _plan(args) -> int:
     from synthrl.sweep.plan import make_plan, plan_summary
 
     plans = [make_plan(sweep) for sweep, _, _ in _load(args)]
+    address = args.address or "auto"
+    if args.cluster:
+        import ray
+
+        from trainables.cluster import cluster_machine, cluster_packing_text, connect
+
+        joined_here = not ray.is_initialized()
+        connect(address, logging_level="ERROR", log_to_driver=False)   # once for every plan of the file
+        try:
+            machine, packing = cluster_machine(address), [cluster_packing_text(plan, address) for plan in plans]
+        finally:
+            if joined_here:
+                ray.shutdown()
+    else:
+        machine, packing = local_machine(), []
     for i, plan in enumerate(plans):
         if i:
             print()
-        print(plan_summary(plan, show_trials=args.trials))
-    if args.cluster:
-        from trainables.cluster import cluster_packing_text
-
-        for plan in plans:
-            print()
-            print(cluster_packing_text(plan, args.address or "auto"))
+        print(plan_summary(plan, show_trials=args.trials, machine=machine))
+    for text in packing:
+        print()
+        print(text)
     return 0
+
+
+def local_machine():
+    """This machine's CPUs and CUDA GPUs (what a local `sweep run` gets)."""
+    import os
+
+    from synthrl.sweep.plan import Machine
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    except ImportError:
+        gpus = 0
+    return Machine("this machine", cpus, gpus)
 
 
 def _submit(args) -> int:
@@ -167,19 +197,32 @@ def _submit(args) -> int:
 
 
 def _run(args) -> int:
-    from trainables.launcher import resolve_storage, run_sweep
+    from pathlib import Path
+
+    from trainables.launcher import INTERRUPTED, ResumeHint, record_group, resolve_storage, run_sweep
 
     sweeps = _load(args)   # every document validated before anything starts
     storage = resolve_storage(args.storage)
+    names = [sweep.name for sweep, _, _ in sweeps]
+    resume_name = names[0]
+    if len(sweeps) > 1:   # `sweep resume <file stem or --name>` continues all of the file's sweeps
+        group = args.name or Path(args.file).stem
+        if group not in names:
+            record_group(storage, group, args.file, sweeps)
+            resume_name = group
+    hint = ResumeHint(resume_name, storage, args.address, args.max_gpus, args.dashboard)
     import ray
 
     ours = not ray.is_initialized()
     code = 0
     try:
-        for sweep, doc, overrides in sweeps:   # one Ray session for all of the file's sweeps
+        for i, (sweep, doc, overrides) in enumerate(sweeps):   # one Ray session for all of the file's sweeps
             code = max(code, run_sweep(sweep, doc, overrides, storage, max_gpus=args.max_gpus,
                                        address=args.address, log=args.log, dashboard=args.dashboard,
-                                       shutdown=False))
+                                       shutdown=False, resume=hint if len(sweeps) > 1 else None,
+                                       not_started=tuple(names[i + 1:])))
+            if code == INTERRUPTED:   # after Ctrl-C nothing more is launched
+                break
     finally:
         if ours and ray.is_initialized():
             ray.shutdown()
@@ -187,10 +230,10 @@ def _run(args) -> int:
 
 
 def _resume(args) -> int:
-    from trainables.launcher import resolve_storage, resume_sweep
+    from trainables.launcher import resolve_storage, resume
 
-    return resume_sweep(args.name, resolve_storage(args.storage), address=args.address, dashboard=args.dashboard,
-                        max_gpus=args.max_gpus)
+    return resume(args.name, resolve_storage(args.storage), address=args.address, dashboard=args.dashboard,
+                  max_gpus=args.max_gpus)
 
 
 def _status(args) -> int:
