@@ -25,12 +25,33 @@ from synthrl.sweep.schema import (
 )
 from synthrl.utils.io import canonical_json, params_key
 
-# Throughputs behind the GPU-hour estimate: the speed goals of the CQL and DT issues on one H100
-# (replace with measured numbers from benchmarks/RESULTS.md when they exist).
+# Throughputs behind the cost estimates, per trial process (benchmarks/RESULTS.md keeps the sources).
+# "gpu": the speed goals of the CQL and DT issues on one H100 -- goals, not measured until a GPU session
+# measures them; "cpu": measured on one core of the 2-core development machine with the spec's networks.
+# `batch` / `tokens`: the batch the CPU rate was measured at (CPU time is compute-bound: it scales with it).
 RATES = {
     "cql": {"seed_updates_per_s": 20_000.0, "eval_s_per_seed_round": 3.0 / 20, "pretrain_updates_per_s": 100_000 / 30},
     "dt": {"seed_updates_per_s": 20 * 100_000 / 300, "eval_s_per_seed_round": 15.0 / 20,
            "pretrain_updates_per_s": 80_000 / 240},
+}
+CPU_RATES = {
+    # bench_cql.py, E = 1, HalfCheetah dims, batch 256: 4.5-7.3 seed-updates/s (the low end here);
+    # forward-dynamics pre-training 32-35 updates/s; a 200-episode evaluation round on 2 workers 10.9 s
+    "cql": {"seed_updates_per_s": 4.5, "batch": 256, "eval_s_per_seed_round": 10.9 / 20,
+            "pretrain_updates_per_s": 32.0},
+    # bench_dt.py: fine-tuning 2.0 seed-updates/s at batch 16 (E = 1); pre-training 363 ms/step at 4 x 128
+    # tokens; DT's evaluation is not measured on CPU: the CQL round's environment stepping stands in for it
+    "dt": {"seed_updates_per_s": 2.0, "batch": 16, "eval_s_per_seed_round": 10.9 / 20,
+           "pretrain_updates_per_s": 1 / 0.363, "tokens": 4 * 128},
+}
+RATE_SOURCES = {
+    "gpu": "at the H100 speed goals of the CQL/DT issues (goals: not measured on a GPU yet)",
+    "cpu": ("at the rates measured on one core of the 2-core development machine (benchmarks/RESULTS.md: CQL "
+            f"{CPU_RATES['cql']['seed_updates_per_s']:g} seed-updates/s at batch 256, DT "
+            f"{CPU_RATES['dt']['seed_updates_per_s']:.1f} at batch 16, evaluation "
+            f"{CPU_RATES['cql']['eval_s_per_seed_round']:.2f} s per seed and round (measured for CQL), "
+            f"pre-training CQL {CPU_RATES['cql']['pretrain_updates_per_s']:g} updates/s, DT "
+            f"{1000 / CPU_RATES['dt']['pretrain_updates_per_s']:.0f} ms per 4 x 128-token step)"),
 }
 
 
@@ -174,10 +195,71 @@ def _pretrain_identity(sweep: Sweep, variant: Variant, dataset: DatasetSpec) -> 
 
 
 def _trial_gpu_hours(algorithm: str, seeds: int, updates: int, eval_every: int) -> float:
-    r = RATES[algorithm]
+    return _trial_hours(RATES[algorithm], seeds, updates, eval_every)
+
+
+def _trial_hours(r: dict, seeds: int, updates: int, eval_every: int, batch_scale: float = 1.0) -> float:
     evals = max(1, updates // eval_every)
-    seconds = seeds * updates / r["seed_updates_per_s"] + evals * seeds * r["eval_s_per_seed_round"]
+    seconds = seeds * updates * batch_scale / r["seed_updates_per_s"] + evals * seeds * r["eval_s_per_seed_round"]
     return seconds / 3600
+
+
+def trial_cpu_hours(algorithm: str, trial: "Trial") -> float:
+    """One trial on one CPU core at the measured CPU rates, scaled to its batch size."""
+    r = CPU_RATES[algorithm]
+    batch = trial.config.get("batch_size", 256 if algorithm == "cql" else 64)
+    return _trial_hours(r, len(trial.seeds), trial.total_updates, trial.config["eval_every"], batch / r["batch"])
+
+
+def artifact_cpu_hours(artifact: "ArtifactJob") -> float:
+    """One pre-training job on one CPU core at the measured CPU rates (DT: scaled to its tokens per step)."""
+    r, p = CPU_RATES[artifact.algorithm], artifact.pretrain
+    if artifact.algorithm == "cql":
+        return p["updates"] / r["pretrain_updates_per_s"] / 3600
+    pre = artifact.config.get("pretrain") or {}
+    tokens = pre.get("batch_size", 64) * pre.get("seq_len", 1024)
+    return p["steps"] * tokens / r["tokens"] / r["pretrain_updates_per_s"] / 3600
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where a sweep would run, for the wall-clock estimate: this machine or a cluster's totals."""
+
+    label: str        # "this machine", "the cluster at HEAD:6379"
+    cpus: float
+    gpus: float
+
+
+def wall_clock_estimate(plan: "Plan", machine: Machine) -> str:
+    """Rough wall-clock on ``machine``: stage 1 then stage 2, as many jobs at once as the resources allow.
+    GPU trials when it has GPUs and the sweep asks for them (goal rates), else CPU (measured rates)."""
+    res = plan.sweep.resources
+    trials = plan.runnable_trials()
+    artifacts = [a for a in plan.artifacts if a.needs is None]
+    cpu_slots = max(1, int(machine.cpus // max(res.cpus_per_trial, 1e-9)))
+    if machine.gpus > 0 and res.gpu_per_trial > 0:
+        slots = min(cpu_slots, max(1, int(machine.gpus / res.gpu_per_trial + 1e-6)))
+        pre_slots = max(1, int(machine.gpus // max(1, res.pretrain_gpus)))
+        hours = (sum(a.gpu_hours / max(1, res.pretrain_gpus) for a in artifacts) / min(pre_slots, max(1, len(artifacts)))
+                 + sum(t.gpu_hours for t in trials) / min(slots, max(1, len(trials))))
+        how = f"on {machine.gpus:g} GPU(s), {min(slots, len(trials) or 1)} trial(s) at once, at the goal rates"
+    else:
+        pre_slots = max(1, int(machine.cpus // max(res.pretrain_cpus, 1e-9)))
+        hours = (sum(artifact_cpu_hours(a) for a in artifacts) / min(pre_slots, max(1, len(artifacts)))
+                 + sum(trial_cpu_hours(plan.sweep.algorithm, t) for t in trials) / min(cpu_slots, max(1, len(trials))))
+        gpu_note = "no GPU" if machine.gpus <= 0 else "the sweep asks for no GPU"
+        how = f"on CPU ({gpu_note}), {min(cpu_slots, len(trials) or 1)} trial(s) at once, at the measured CPU rates"
+    if res.cpus_per_trial > machine.cpus:
+        how += f" (but each trial asks for {res.cpus_per_trial:g} CPUs: `sweep run` would refuse it there)"
+    return f"{machine.label} ({machine.cpus:g} CPUs, {machine.gpus:g} GPUs): about {_hours(hours)} wall-clock {how}"
+
+
+def _hours(hours: float) -> str:
+    if hours >= 48:
+        return f"{hours / 24:.1f} days"
+    if hours >= 1:
+        return f"{hours:.1f} h"
+    return f"{max(1, round(hours * 60))} min"
 
 
 def make_plan(sweep: Sweep) -> Plan:
@@ -238,6 +320,15 @@ def dataset_file(dataset: DatasetSpec) -> Path | None:
     if dataset.path is not None:
         return Path(dataset.path).expanduser().absolute()
     return d4rl_dataset_dir() / d4rl_file_name(dataset.name)
+
+
+def missing_datasets_message(sweep: Sweep) -> str | None:
+    """The refusal for dataset files not on disk (what `sweep run` stops on, `sweep plan` lists), or None."""
+    missing = missing_datasets(sweep)
+    if not missing:
+        return None
+    count = sum(1 for d in sweep.datasets if d.make is None and not dataset_file(d).is_file())
+    return f"{sweep.source}: datasets: {count} file(s) not found " + "; ".join(missing)
 
 
 def missing_datasets(sweep: Sweep) -> list[str]:
@@ -321,8 +412,9 @@ def _match_sequence_types(cls, values: dict) -> None:
                 values[f.name] = tuple(values[f.name])
 
 
-def plan_summary(plan: Plan, show_trials: bool = False) -> str:
-    """What ``synthrl sweep plan`` prints: trials, artifacts, resources, GPU-hours; runs nothing."""
+def plan_summary(plan: Plan, show_trials: bool = False, machine: Machine | None = None) -> str:
+    """What ``synthrl sweep plan`` prints: trials, artifacts, resources, missing dataset files, the cost
+    on GPUs (goal rates) and on CPUs (measured rates) and, given ``machine``, the wall-clock there; runs nothing."""
     s = plan.sweep
     res = s.resources
     lines = [
@@ -351,7 +443,11 @@ def plan_summary(plan: Plan, show_trials: bool = False) -> str:
     for d in s.datasets:
         where = (f"made at launch: {d.make.env} {d.make.policy} {d.make.steps} steps seed {d.make.seed}" if d.make
                  else str(dataset_file(d)))
-        lines.append(f"  {d.name} ({d.env}): {where}")
+        absent = "  [MISSING]" if d.make is None and not dataset_file(d).is_file() else ""
+        lines.append(f"  {d.name} ({d.env}): {where}{absent}")
+    missing = missing_datasets_message(s)
+    if missing:
+        lines.append(f"missing: {missing.split(': ', 1)[1]} (`sweep run` refuses until they exist)")
     gpu = f"{res.gpu_per_trial:g} GPU" if res.gpu_per_trial else "no GPU"
     lines += ["", f"resources: each trial {gpu} + {res.cpus_per_trial:g} CPU; pre-training {res.pretrain_gpus} GPU + "
                   f"{res.pretrain_cpus:g} CPU; up to {res.max_failures} retries per trial"]
@@ -360,8 +456,14 @@ def plan_summary(plan: Plan, show_trials: bool = False) -> str:
                      f"slot, {s.search.max_concurrent} at once, metric {s.search.metric} {s.search.mode})")
     ft_hours = sum(t.gpu_hours for t in plan.trials)
     pt_hours = sum(a.gpu_hours for a in plan.artifacts)
+    ft_cpu = sum(trial_cpu_hours(s.algorithm, t) for t in plan.trials)
+    pt_cpu = sum(artifact_cpu_hours(a) for a in plan.artifacts)
     lines.append(f"estimated GPU-hours: {plan.gpu_hours:.1f} (pre-training {pt_hours:.1f} + fine-tuning "
-                 f"{ft_hours:.1f}; at the H100 speed goals in synthrl/sweep/plan.py RATES)")
+                 f"{ft_hours:.1f}) {RATE_SOURCES['gpu']}")
+    lines.append(f"estimated CPU-core-hours: {pt_cpu + ft_cpu:.1f} (pre-training {pt_cpu:.1f} + fine-tuning "
+                 f"{ft_cpu:.1f}) {RATE_SOURCES['cpu']}")
+    if machine is not None:
+        lines.append(f"on {wall_clock_estimate(plan, machine)}")
     if show_trials:
         lines += ["", "trials:"]
         for t in plan.trials:
