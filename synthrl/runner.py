@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Protocol
 
-from synthrl.rundir import RunDir
+from synthrl.rundir import RunDir, load_saved_state
 
 
 class Runner(Protocol):
@@ -72,17 +72,26 @@ class RunDirWriter:
         self.runner = runner
         self.elapsed_before = 0.0  # wall clock of earlier sessions (restored from the checkpoint)
         self.started = time.perf_counter()
+        run_dir.recover_checkpoint()  # a checkpoint a kill left aside is put back; orphaned copies go
 
     def wall_clock_s(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def restore(self, state: dict | None = None) -> bool:
-        """Load the run directory's checkpoint (or ``state``) into the runner; drop metrics after it."""
+    def restore(self, state: dict | None = None, source: str = "checkpoint") -> bool:
+        """Load the run directory's checkpoint (or ``state``, read from ``source``) into the runner.
+
+        metrics.csv then holds exactly the rows up to the checkpoint's update, and none when there
+        is no checkpoint: rows written after it (killed before or inside the next checkpoint write)
+        belong to evaluations that will be redone. Returns whether a checkpoint was loaded.
+        """
         if state is None:
             if not self.run_dir.has_checkpoint():
+                self.run_dir.truncate_metrics(0)
                 return False
+            source = str(self.run_dir.checkpoint_file())
             state = self.run_dir.load_checkpoint()
-        self.runner.load_state_dict(state["runner"])
+        load_saved_state(self.runner, state, "runner", source, "a checkpoint of this run",
+                         "resume only the run that wrote it, or start a new --out")
         self.elapsed_before = float(state.get("wall_clock_s", 0.0))
         self.started = time.perf_counter()
         self.run_dir.truncate_metrics(self.runner.updates_done)

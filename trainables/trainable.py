@@ -140,19 +140,21 @@ def run_trial(config: dict) -> None:
     params = trial_params(algorithm, trial, algo_config, run_params, config["sweep"])
     writer = RunDirWriter(run_dir, runner)
 
+    # the same resume rule as `synthrl run --resume`: metrics.csv keeps exactly the rows up to the
+    # checkpoint continued from, none without one (RunDirWriter.restore)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            writer.restore(load_state_file(Path(directory) / STATE_FILE))
-    elif run_dir.has_checkpoint():
-        # a relaunch (not a Tune retry): continue the run directory's own checkpoint if it is this trial's
-        old = run_dir.read_params().get("sweep", {}).get("config")
-        if old != trial.config:
-            raise UserError(f"{run_dir.path}: holds a run of different parameters than trial {trial.trial_id}; "
-                            "move it away or run the sweep under another --name")
+            state_file = Path(directory) / STATE_FILE
+            writer.restore(load_state_file(state_file), source=str(state_file))
+    else:
+        if run_dir.has_checkpoint():
+            # a relaunch (not a Tune retry): continue the run directory's own checkpoint if it is this trial's
+            old = run_dir.read_params().get("sweep", {}).get("config")
+            if old != trial.config:
+                raise UserError(f"{run_dir.path}: holds a run of different parameters than trial {trial.trial_id}; "
+                                "move it away or run the sweep under another --name")
         writer.restore()
-    elif run_dir.metrics_path.exists():
-        run_dir.metrics_path.unlink()   # rows without a checkpoint behind them: start clean
     run_dir.write_params(params)
 
     live = _live_metrics(config["sweep"], trial)

@@ -18,7 +18,7 @@ from synthrl.cql.config import CQLConfig
 from synthrl.envs.specs import get_spec
 from synthrl.envs.policies import member_checkpoint
 from synthrl.errors import UserError
-from synthrl.rundir import RunDir
+from synthrl.rundir import WRONG_CONTENT, RunDir, error_detail
 
 
 class CQLMemberPolicy:
@@ -58,14 +58,15 @@ def load_policy(run_dir: str | Path, *, member: int = 0, device: str = "cpu") ->
     try:
         ensemble = state["runner"]["ensemble"]
         policy, saved_seeds = ensemble["policy"], [int(s) for s in ensemble["seeds"]]
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{run.checkpoint_dir}: not a cql run checkpoint (missing {e})") from None
-    if saved_seeds != seeds:
-        raise UserError(f"{run.checkpoint_dir}: holds seeds {saved_seeds}, params.json says {seeds}")
-    one = {k: v[member:member + 1].to(torch.float32) for k, v in policy.items()}
+        if saved_seeds != seeds:
+            raise UserError(f"{run.checkpoint_dir}: holds seeds {saved_seeds}, params.json says {seeds}")
+        one = {k: v[member:member + 1].to(torch.float32) for k, v in policy.items()}
+        w0 = tuple(one["w0"].shape)
+    except WRONG_CONTENT as e:
+        raise UserError(f"{run.checkpoint_dir}: not a cql run checkpoint ({error_detail(e)})") from None
     obs_dim = get_spec(env).obs_dim
-    if tuple(one["w0"].shape) != (1, obs_dim, config.hidden):
-        raise UserError(f"{run.checkpoint_dir}: policy input layer has shape {tuple(one['w0'].shape[1:])}, "
+    if w0 != (1, obs_dim, config.hidden):
+        raise UserError(f"{run.checkpoint_dir}: policy input layer has shape {w0[1:]}, "
                         f"expected ({obs_dim}, {config.hidden}) for {env} with hidden={config.hidden}")
     return CQLMemberPolicy(one, env, obs_dim, device,
                            description=f"cql run {where} (member {member}, seed {seeds[member]}): tanh(mean)")

@@ -22,7 +22,7 @@ from synthrl.dt.pretrain import load_backbone_checkpoint, resolve_pretrained, us
 from synthrl.dt.runner import DTEnsemblePolicy, DTRunner, build_model, state_normalizer
 from synthrl.envs.policies import member_checkpoint
 from synthrl.errors import UserError
-from synthrl.rundir import RunDir
+from synthrl.rundir import WRONG_CONTENT, RunDir, error_detail
 
 
 class _OneMember:
@@ -104,11 +104,11 @@ def load_policy(run_dir: str | Path, *, member: int = 0, device: str = "cpu") ->
     state = member_checkpoint(run, seeds, member, "dt")
     try:
         model_state, saved_seeds = state["runner"]["model"], [int(s) for s in state["runner"]["seeds"]]
-    except (KeyError, TypeError) as e:
-        raise UserError(f"{run.checkpoint_dir}: not a dt run checkpoint (missing {e})") from None
-    if saved_seeds != seeds:
-        raise UserError(f"{run.checkpoint_dir}: holds seeds {saved_seeds}, params.json says {seeds}")
-    member_state = {k: v[member:member + 1] for k, v in model_state.items()}
+        if saved_seeds != seeds:
+            raise UserError(f"{run.checkpoint_dir}: holds seeds {saved_seeds}, params.json says {seeds}")
+        member_state = {k: v[member:member + 1] for k, v in model_state.items()}
+    except WRONG_CONTENT as e:
+        raise UserError(f"{run.checkpoint_dir}: not a dt run checkpoint ({error_detail(e)})") from None
 
     ds = _dataset(run, params, config)
     mean, std = state_normalizer(ds.trajectories())
