@@ -22,6 +22,7 @@ import torch
 
 from synthrl.cql.algorithm import CQLEnsemble, LossSettings, MemberInit
 from synthrl.envs import get_spec
+from synthrl.utils.timing import sync
 
 
 def random_data(n: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -31,11 +32,6 @@ def random_data(n: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str, 
             "next_observations": rng.normal(size=(n, obs_dim)).astype(np.float32),
             "rewards": rng.normal(size=n).astype(np.float32),
             "terminals": (rng.random(n) < 0.01).astype(np.float32)}
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def bench_train(E: int, args, data) -> dict:

@@ -23,13 +23,9 @@ import torch
 from synthrl.dt.config import DTConfig, DTPretrainConfig
 from synthrl.dt.pretrain import Pretrainer
 from synthrl.dt.runner import make_runner
+from synthrl.utils.timing import sync
 
 HOPPER = Path(__file__).resolve().parents[2] / "shared" / "data" / "hopper-medium-sac-200k.hdf5"
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def bench_pretrain(states: int, args) -> dict:
@@ -89,7 +85,7 @@ def bench_finetune(E: int, args) -> dict:
                    precision=args.precision, compile=args.compile, updates=10**6, eval_every=10**6)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    runner = make_runner(cfg, None)
+    runner = make_runner(cfg, None, fast_path_check=False)  # speed only: synthrl doctor checks the parity
     started = time.perf_counter()
     runner.train(args.warmup)
     sync(args.device)

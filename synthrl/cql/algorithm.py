@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
 from synthrl.cql import networks as nets
+from synthrl.utils.fastpath import SAME_ARITHMETIC, TF32, Parity, compare, failed, flatten_tensors
 
 STAT_NAMES = ("q_loss", "cql_loss", "policy_loss", "alpha", "alpha_loss", "q_data")
 _SAMPLER_SALT = 0xC01_5A3D
@@ -134,6 +136,17 @@ def deterministic_actions(policy: dict[str, torch.Tensor], obs: torch.Tensor) ->
     return torch.tanh(mean)
 
 
+class _highest_matmul_precision:
+    """The eager reference is fp32: TF32 off while it runs (the fast path may use it)."""
+
+    def __enter__(self):
+        self.saved = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+
+    def __exit__(self, *exc):
+        torch.set_float32_matmul_precision(self.saved)
+
+
 # ---------------------------------------------------------------------------------------------
 # the ensemble
 
@@ -222,6 +235,11 @@ class CQLEnsemble:
         self.stats_count = 0
         self.updates_done = 0
         self._graph = None
+        # the fast path: a callable doing one update (a captured CUDA graph's replay), None: eager;
+        # built on first use (build_fast_step), checked by check_fast_path, dropped by use_eager
+        self.fast_step: Callable[[], None] | None = None
+        self.eager_reason = "cpu" if not cuda else "--accel eager" if not self.use_graph else ""
+        self._fast_built = False
 
     # -- parameters --------------------------------------------------------------------------
     def parameters(self) -> list[torch.Tensor]:
@@ -296,29 +314,78 @@ class CQLEnsemble:
             self._update()
         self._graph = graph
 
+    def build_fast_step(self) -> Callable[[], None] | None:
+        """The fast path's one-update callable (a captured CUDA graph's replay), or None where there is none."""
+        if not self.use_graph:
+            return None
+        self._capture_graph()
+        return self._graph.replay
+
+    def prepare_fast_step(self) -> Callable[[], None] | None:
+        """Build the fast path once; a capture that raises leaves the run eager (never lose a run to it)."""
+        if self.fast_step is None and not self._fast_built:  # (a test may set fast_step itself)
+            self._fast_built = True
+            try:
+                self.fast_step = self.build_fast_step()
+            except Exception as e:
+                import warnings
+
+                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); training eagerly")
+                self.use_eager(f"CUDA graph capture failed ({type(e).__name__})")
+        return self.fast_step
+
+    def use_eager(self, reason: str) -> None:
+        self.fast_step, self._graph, self.use_graph, self._fast_built = None, None, False, True
+        self.eager_reason = reason
+
     def train(self, n_updates: int) -> None:
         """n_updates updates; random numbers drawn in chunks of rng_chunk (restarting at every call)."""
         done = 0
         while done < n_updates:
             k = min(self.rng_chunk, n_updates - done)
             self._draw_chunk(k)
-            if self.use_graph and self._graph is None:
-                try:
-                    self._capture_graph()
-                except Exception as e:  # never lose a run to a capture problem: fall back to eager
-                    import warnings
-
-                    warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); training eagerly")
-                    self.use_graph = False
-                    self._graph = None
+            step = self.prepare_fast_step() or self._update
             for _ in range(k):
-                if self._graph is not None:
-                    self._graph.replay()
-                else:
-                    self._update()
+                step()
             done += k
         self.stats_count += n_updates
         self.updates_done += n_updates
+
+    # -- the fast path against eager -----------------------------------------------------------
+    def _steps_from(self, start: dict, step: Callable[[], None], k: int) -> tuple[dict, list[float]]:
+        """k updates of ``step`` from ``start`` (one random chunk, as train() draws it): the state and the
+        running loss sums after each update."""
+        self.load_state_dict(start)
+        self._draw_chunk(k)
+        sums = []
+        for _ in range(k):
+            step()
+            sums.append(self.stats_sum.sum())
+        return self.state_dict(), [float(x) for x in torch.stack(sums).cpu()]
+
+    def check_fast_path(self, updates: int = 8) -> Parity | None:
+        """``updates`` updates on the fast path and eagerly from this state and random stream, compared
+        (parameters, targets, Adam state, losses); the state is restored after. None: no fast path."""
+        fast = self.prepare_fast_step()
+        if fast is None:
+            return None
+        k = max(2, min(int(updates), self.rng_chunk))  # one chunk: a replay reading a stale slot shows
+        tf32 = self.device.type == "cuda" and torch.get_float32_matmul_precision() != "highest"
+        tolerance = TF32 if tf32 else SAME_ARITHMETIC
+        start = self.state_dict()
+        try:
+            fast_state, fast_losses = self._steps_from(start, fast, k)
+            with _highest_matmul_precision():
+                eager_state, eager_losses = self._steps_from(start, self._update, k)
+        except Exception as e:
+            return failed(e, tolerance, k)
+        finally:
+            self.load_state_dict(start)
+        params = ("policy", "q", "q_target", "log_alpha")
+        start_flat = flatten_tensors({k: start[k] for k in params})
+        keep = ("policy", "q", "q_target", "log_alpha", "adam", "stats_sum")
+        return compare(flatten_tensors({n: fast_state[n] for n in keep}), flatten_tensors({n: eager_state[n] for n in keep}),
+                       tolerance, k, start=start_flat, fast_losses=fast_losses, eager_losses=eager_losses)
 
     # -- statistics and evaluation -----------------------------------------------------------
     def pop_stats(self) -> dict[str, np.ndarray]:

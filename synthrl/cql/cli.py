@@ -45,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CUDA fp32 matmul precision (high: TF32; faster, check the learning curves)")
     p.add_argument("--eval-overlap", choices=("auto", "on", "off"), default="auto",
                    help="evaluate a snapshot of the policies while training goes on (auto: on cuda)")
+    p.add_argument("--fast-path-check", choices=("on", "off"), default="on",
+                   help="before the first update, check the CUDA graph against eager (on a mismatch: train eagerly)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -83,13 +85,15 @@ def main(args: argparse.Namespace) -> int:
     params = run_params(config)
     if args.resume:
         if (run_dir.path / "params.json").is_file():
-            run_dir.check_params_match(params, ignore=("synthrl_version",))
+            run_dir.check_params_match(params, ignore=("synthrl_version", "fast_path"))
         if run_dir.is_done():
             print(f"{run_dir.path}: already done")
             return 0
     elif (run_dir.path / "params.json").exists():
         raise UserError(f"--out {run_dir.path}: already holds a run; pass --resume to continue it or choose a new --out")
-    runner = make_runner(config, store, progress=not args.no_progress)
+    runner = make_runner(config, store, progress=not args.no_progress,
+                         fast_path_check=args.fast_path_check == "on")
+    params["fast_path"] = runner.fast_path  # which update path this session uses, and why
     run_dir.write_params(params)  # after the dataset and pre-training are ready: a failure there leaves no run behind
     drive(runner, run_dir, resume=args.resume, progress=not args.no_progress, desc=f"{config.variant} {params['dataset']}")
     print(f"{run_dir.path}: done ({runner.updates_done} updates, {len(config.seeds)} seeds)")

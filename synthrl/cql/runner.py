@@ -14,6 +14,7 @@ together with one batched policy call per step.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,7 @@ from synthrl.cql.algorithm import STAT_NAMES, CQLEnsemble, LossSettings, MemberI
 from synthrl.cql.config import CQLConfig
 from synthrl.cql.pretrain import build_pretrain_artifact_for, pretrain_params_for, transferred_q
 from synthrl.errors import UserError
+from synthrl.utils.fastpath import decision
 from synthrl.utils.io import params_key, resolve_device
 
 METRIC_COLUMNS = ["seed", "update", "normalized_score", "return", "q_loss", "cql_loss", "policy_loss", "alpha",
@@ -98,16 +100,20 @@ def run_params(config: CQLConfig) -> dict:
     }
 
 
-def make_runner(config: CQLConfig, store, evaluate_fn: Callable | None = None, progress: bool = True) -> "CQLRunner":
-    return make_group_runner([config], store, evaluate_fn=evaluate_fn, progress=progress)
+def make_runner(config: CQLConfig, store, evaluate_fn: Callable | None = None, progress: bool = True,
+                fast_path_check: bool = True) -> "CQLRunner":
+    return make_group_runner([config], store, evaluate_fn=evaluate_fn, progress=progress,
+                             fast_path_check=fast_path_check)
 
 
 def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | None = None,
-                      progress: bool = True) -> "CQLRunner":
+                      progress: bool = True, fast_path_check: bool = True) -> "CQLRunner":
     """One ensemble for several configs of one environment (each contributes one member per seed).
 
     Configs may differ in dataset, pre-training and fine-tuning ratio; the schedule, the loss and
-    the optimiser settings must agree (they are shared by the ensemble).
+    the optimiser settings must agree (they are shared by the ensemble). Before the first update
+    the fast path (CUDA graph) is checked against eager (``fast_path_check``); ``runner.fast_path``
+    says which path the run uses and why (params.json's ``fast_path``).
     """
     configs = [c.validate() for c in configs]
     first = configs[0]
@@ -158,7 +164,23 @@ def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | N
         rng_chunk=first.rng_chunk, device=device, accel=first.accel)
     return CQLRunner(ensemble, info, env=env, total_updates=first.total_updates, eval_every=first.eval_every,
                      eval_episodes=first.eval_episodes, env_version=first.env_version, evaluate_fn=evaluate_fn,
-                     eval_overlap=first.eval_overlap == "on" or (first.eval_overlap == "auto" and device.startswith("cuda")))
+                     eval_overlap=first.eval_overlap == "on" or (first.eval_overlap == "auto" and device.startswith("cuda")),
+                     fast_path=settle_fast_path(ensemble, fast_path_check))
+
+
+def settle_fast_path(ensemble: CQLEnsemble, check: bool = True) -> dict:
+    """Which update path the run uses: the CUDA graph once a few updates on it equal eager ones from a
+    copy of the state (the state is restored), else eager, warned once. params.json's ``fast_path``."""
+    if ensemble.prepare_fast_step() is None:
+        return decision("eager", ensemble.eager_reason)
+    if not check:
+        return decision("graph", "not checked (--fast-path-check off)")
+    parity = ensemble.check_fast_path()
+    if parity.ok:
+        return decision("graph", f"checked: {parity.detail()}")
+    warnings.warn(f"CQL fast path (CUDA graph) differs from eager: {parity.detail()}; this run trains eagerly")
+    ensemble.use_eager(f"fast-path check failed: {parity.detail()}")
+    return decision("eager", ensemble.eager_reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +254,7 @@ class CQLRunner:
     env_version: str = "v4"
     evaluate_fn: Callable | None = None
     eval_overlap: bool = False  # drive evaluates a snapshot in the background while training goes on
+    fast_path: dict | None = None  # params.json's fast_path: {"path": graph | eager, "reason": ...}
 
     def __post_init__(self):
         self.metric_columns = list(METRIC_COLUMNS)

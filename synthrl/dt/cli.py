@@ -13,6 +13,10 @@ from synthrl.cli import fraction, nonneg_int, positive_int, temperature
 from synthrl.errors import UserError
 
 
+FAST_PATH_HELP = ("before the first update, check the fast path (compiled, bf16) against eager fp32 on a copy "
+                  "of the model (on a mismatch: train eagerly in fp32)")
+
+
 def _checkpoint_list(text: str) -> tuple[int, ...]:
     try:
         steps = tuple(int(float(x)) if "e" in x.lower() else int(x) for x in text.split(",") if x.strip())
@@ -55,6 +59,7 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-chunk", type=positive_int, default=4096, help="logit rows materialised at a time")
     p.add_argument("--progress-every", type=positive_int, default=1000, help="steps between resumable saves")
     p.add_argument("--device", default="auto")
+    p.add_argument("--fast-path-check", choices=("on", "off"), default="on", help=FAST_PATH_HELP)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -80,7 +85,7 @@ def _prepare_run_dir(out: str, params: dict, resume: bool):
     if (run_dir.path / "params.json").exists():
         if not resume:
             raise UserError(f"--out {out}: already holds a run; pass --resume to continue it or choose a new --out")
-        run_dir.check_params_match(params, ignore=("device",))
+        run_dir.check_params_match(params, ignore=("device", "fast_path"))
     elif resume and run_dir.path.exists() and any(run_dir.path.iterdir()):
         raise UserError(f"--out {out}: --resume given but there is no params.json in it")
     return run_dir
@@ -105,7 +110,8 @@ def main_pretrain(args) -> int:
     if run_dir.is_done() and (run_dir.path / "artifact.json").is_file():
         print(f"{run_dir.path}: already done")
         return 0
-    path = build_pretrain_artifact(cfg, store, progress=not args.no_progress, log=run_dir)
+    path = build_pretrain_artifact(cfg, store, progress=not args.no_progress, log=run_dir,
+                                   fast_path_check=args.fast_path_check == "on")
     atomic_write_json(run_dir.path / "artifact.json", {
         "kind": ARTIFACT_KIND, "key": path.name, "path": str(path),
         "checkpoints": {str(s): str(path / step_filename(s)) for s in cfg.checkpoints}})
@@ -140,6 +146,7 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-version", default="v4", choices=["v4", "v5"])
     p.add_argument("--eval-workers", type=nonneg_int, default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--fast-path-check", choices=("on", "off"), default="on", help=FAST_PATH_HELP)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--no-progress", action="store_true")
 
@@ -172,7 +179,8 @@ def main_finetune(args) -> int:
     if run_dir.is_done():
         print(f"{run_dir.path}: already done")
         return 0
-    runner = make_runner(config, None)
+    runner = make_runner(config, None, fast_path_check=args.fast_path_check == "on")
+    params["fast_path"] = runner.fast_path  # which update path this session uses, and why
     run_dir.write_params(params)  # after the dataset and model are ready: a failure there leaves no run behind
     rows = drive(runner, run_dir, resume=args.resume, progress=not args.no_progress, desc="dt")
     if rows:

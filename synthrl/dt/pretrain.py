@@ -11,6 +11,7 @@ from there bit-identically (on CPU). The artifact is finalised (COMPLETE) once e
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import shutil
 import time
@@ -24,6 +25,7 @@ from synthrl.dt.model import GPT2LM, ce_chunk, chunked_cross_entropy
 from synthrl.errors import UserError
 from synthrl.rundir import RunDir, load_state_file
 from synthrl.store import ArtifactStore
+from synthrl.utils.fastpath import Parity, compare_probes, decision, failed, probe_updates, tolerance_for
 from synthrl.utils.io import atomic_write_json, resolve_device
 
 ARTIFACT_KIND = "dt-pretrain"
@@ -133,6 +135,7 @@ class Pretrainer:
 
             self.hidden_fn = compiled_or_eager(self.model.hidden, "default")
             self.chunk_fn = compiled_or_eager(ce_chunk, "default")  # fuses the softmax passes over chunk x M
+        self.fast_path: dict | None = None  # settle_fast_path
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         if targets is None:  # next-token prediction: 1023 predictions per 1024-token sequence
@@ -143,6 +146,69 @@ class Pretrainer:
             hidden = self.hidden_fn(inputs)
         return chunked_cross_entropy(hidden, self.model.head_weight, targets, self.cfg.loss_chunk,
                                      torch.bfloat16 if self.bf16 else torch.float32, chunk_fn=self.chunk_fn)
+
+    # -- the fast path against eager --------------------------------------------------------------
+    def _probe(self, compiled: bool, bf16: bool) -> "Pretrainer":
+        """A dropout-free copy of this trainer's model on the given path, its optimiser fresh at a fixed lr."""
+        cfg = dataclasses.replace(self.cfg, dropout=0.0, compile="on" if compiled else "off",
+                                  precision="bf16" if bf16 else "fp32")
+        probe = Pretrainer(cfg, source=self.source, device=self.device)
+        probe.model.load_state_dict(self.model.state_dict())
+        probe.model.train()
+        for group in probe.optimizer.param_groups:
+            group["lr"] = cfg.lr
+        return probe
+
+    def check_fast_path(self, updates: int = 4) -> Parity | None:
+        """``updates`` steps of the fast path (compiled and/or bf16) and of eager fp32 from this model's
+        weights and the same token batches, compared. None: no fast path. This trainer is untouched."""
+        if not (self.compiled or self.bf16):
+            return None
+        tolerance = tolerance_for(compiled=self.compiled, bf16=self.bf16)
+        start = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        with torch.random.fork_rng(devices=[self.device] if self.device.startswith("cuda") else []):
+            generator = torch.Generator(device=self.device)
+            generator.set_state(self.data_generator.get_state())
+            batches = [self.source.sample(self.cfg.batch_size, generator) for _ in range(updates)]
+
+            def run(probe: "Pretrainer"):
+                def step(batch):
+                    loss = probe.loss(*batch)
+                    probe.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    return loss
+                return probe_updates(probe.model, lambda model: probe.optimizer, step, batches)
+
+            try:
+                fast = run(self._probe(self.compiled, self.bf16))
+                eager = run(self._probe(False, False))
+            except Exception as e:
+                return failed(e, tolerance, updates)
+        return compare_probes(fast, eager, start, tolerance, updates)
+
+    def settle_fast_path(self, check: bool = True) -> dict:
+        """Which path pre-training uses (the run directory's params.json ``fast_path``): the fast one once it
+        matches eager fp32 on a copy of the model, else eager fp32, warned once."""
+        precision = "bf16" if self.bf16 else "fp32"
+        path = "compiled" if self.compiled else "eager"
+        if not (self.compiled or self.bf16):
+            self.fast_path = decision("eager", "--compile off" if self.cfg.compile == "off" else "cpu",
+                                      precision="fp32")
+        elif not check:
+            self.fast_path = decision(path, "not checked (--fast-path-check off)", precision=precision)
+        else:
+            parity = self.check_fast_path()
+            if parity.ok:
+                self.fast_path = decision(path, f"checked: {parity.detail()}", precision=precision)
+            else:
+                import warnings
+
+                warnings.warn(f"DT pre-training fast path ({path}, {precision}) differs from eager fp32: "
+                              f"{parity.detail()}; pre-training eagerly in fp32")
+                self.compiled, self.bf16 = False, False
+                self.hidden_fn, self.chunk_fn = self.model.hidden, ce_chunk
+                self.fast_path = decision("eager", f"fast-path check failed: {parity.detail()}", precision="fp32")
+        return self.fast_path
 
     def train_step(self) -> torch.Tensor:
         self.model.train()
@@ -187,11 +253,13 @@ def run_pretraining(
     progress: bool = True,
     log: RunDir | None = None,
     stop_after: int | None = None,
+    fast_path_check: bool = True,
 ) -> bool:
     """Train (or continue) into ``work_dir``: step files in ``work_dir/steps``, progress in ``work_dir/checkpoint``.
 
     ``log``: a run directory whose metrics.csv receives the loss curve (truncated on resume).
     ``stop_after``: stop (after saving progress) once this step is reached, for tests of resume.
+    ``fast_path_check``: check the fast path against eager first; ``log``'s params.json records the path.
     Returns True when all ``cfg.steps`` are done.
     """
     from tqdm import tqdm
@@ -200,6 +268,9 @@ def run_pretraining(
     steps_dir = work.path / "steps"
     steps_dir.mkdir(parents=True, exist_ok=True)
     trainer = Pretrainer(cfg, source)
+    fast_path = trainer.settle_fast_path(fast_path_check)
+    if log is not None and (log.path / "params.json").is_file():
+        log.write_params({**log.read_params(), "fast_path": fast_path})
     elapsed = 0.0
     if work.has_checkpoint():
         saved = work.load_checkpoint()
@@ -280,6 +351,7 @@ def build_pretrain_artifact(
     progress: bool = True,
     log: RunDir | None = None,
     source=None,
+    fast_path_check: bool = True,
 ) -> Path:
     """The artifact directory for ``cfg`` (built, or continued from saved progress, when missing)."""
     store = store or ArtifactStore()
@@ -294,7 +366,8 @@ def build_pretrain_artifact(
             return found
 
         def build(tmp: Path) -> None:
-            done = run_pretraining(cfg, work, source=source, progress=progress, log=log)
+            done = run_pretraining(cfg, work, source=source, progress=progress, log=log,
+                                   fast_path_check=fast_path_check)
             if not done:
                 raise RuntimeError("pre-training stopped before its last step")
             for step in cfg.checkpoints:

@@ -8,6 +8,7 @@ the device and batches are drawn there (no host synchronisation inside ``train``
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ import numpy as np
 import torch
 
 from synthrl.dt.config import DTConfig
+from synthrl.dt.fast import UpdateStep, compiled_or_eager, masked_action_loss, without_dropout  # noqa: F401
 from synthrl.dt.model import DecisionTransformer, infer_backbone_config
 from synthrl.dt.pretrain import (ARTIFACT_KIND, FORMAT_VERSION, build_pretrain_artifact, checkpoint_in_artifact,
                                  load_backbone_checkpoint, pretrain_params, resolve_pretrained, use_bf16,
                                  use_compile)
 from synthrl.errors import UserError
 from synthrl.store import ArtifactStore
+from synthrl.utils.fastpath import Parity, compare_probes, decision, failed, probe_updates, tolerance_for
 from synthrl.utils.io import params_key, resolve_device, sha256_file
 
 STD_EPS = 1e-6
@@ -115,14 +118,6 @@ def gather_windows(data: TrajectoryData, traj: torch.Tensor, start: torch.Tensor
     rtg = torch.where(mask, data.returns_to_go[rows], 0.0).unsqueeze(-1)
     timesteps = torch.where(mask, data.timesteps[rows], 0)
     return states, actions, rtg, timesteps, mask
-
-
-def masked_action_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-member MSE over unpadded positions and action dims -> [E]."""
-    m = mask.unsqueeze(-1).to(pred.dtype)
-    sq = ((pred.float() - target) ** 2) * m
-    count = m.sum(dim=(1, 2, 3)).clamp_min(1.0) * pred.shape[-1]
-    return sq.sum(dim=(1, 2, 3)) / count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,9 +257,7 @@ class DTRunner:
             self.transferred = self.model.load_pretrained_backbone(ckpt["state_dict"])
         self.model.to(self.device)
 
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                           eps=config.adam_eps,
-                                           **({'fused': True} if self.device.startswith('cuda') else {'foreach': True}))
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), **self._adamw_kwargs())
         warmup = config.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min((step + 1) / warmup, 1.0) if warmup > 0 else 1.0)
@@ -272,13 +265,10 @@ class DTRunner:
         self.sampler = torch.Generator(device=self.device).manual_seed(seed_mix)
         torch.manual_seed(seed_mix)  # dropout masks come from the global stream, carried in state_dict
         self.bf16 = use_bf16(config.precision, self.device)
-        self._loss_fn, self._clip_fn = self._loss_impl, self._clip_impl
         self.compiled = use_compile(config.compile, self.device)
-        if self.compiled:
-            # CUDA: the forward + loss (and its backward) as CUDA graphs, the per-member clip fused
-            self._loss_fn = compiled_or_eager(self._loss_impl, "reduce-overhead")
-            self._clip_fn = compiled_or_eager(self._clip_impl, "default")
-
+        # the update's arithmetic; compiled on CUDA: the forward + loss (and its backward) as CUDA graphs
+        self.step_fn = UpdateStep(self.model, self.device, config.grad_clip, self.bf16, self.compiled)
+        self.fast_path: dict | None = None  # params.json's fast_path (settle_fast_path)
         self._compile_checked = False
         self.total_updates = config.total_updates
         self.eval_every = config.eval_every
@@ -289,7 +279,7 @@ class DTRunner:
                                + [f"normalized_score_{_target_name(t)}" for t in self.targets])
 
     # -- training -------------------------------------------------------------------------------
-    def _autocast(self):
+    def _autocast(self):  # (synthrl.dt.policy borrows it: reads self.bf16 and self.device only)
         return torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16)
 
     def predict(self, states, actions, rtg, timesteps, mask) -> torch.Tensor:
@@ -297,36 +287,76 @@ class DTRunner:
         with self._autocast():
             return self.model(states, actions, rtg, timesteps, mask).float()
 
-    def _loss_impl(self, states, actions, rtg, timesteps, mask) -> torch.Tensor:
-        with self._autocast():
-            pred = self.model(states, actions, rtg, timesteps, mask)
-        return masked_action_loss(pred, actions, mask)
-
     def loss_per_member(self, batch) -> torch.Tensor:
-        return self._loss_fn(*batch)
-
-    def _clip_impl(self, grads: list[torch.Tensor], max_norm: float) -> None:
-        with torch.no_grad():
-            sq = torch.stack([g.float().pow(2).reshape(g.shape[0], -1).sum(1) for g in grads]).sum(0)
-            coef = torch.clamp(max_norm / (sq.sqrt() + 1e-6), max=1.0)
-            for g in grads:
-                g.mul_(coef.view((-1,) + (1,) * (g.dim() - 1)).to(g.dtype))
+        return self.step_fn.loss_fn(*batch)
 
     def _clip_per_member(self) -> None:
         """torch.nn.utils.clip_grad_norm_ semantics, separately for each member's parameters."""
-        self._clip_fn([p.grad for p in self.model.parameters() if p.grad is not None], float(self.config.grad_clip))
+        self.step_fn.clip()
+
+    def _sample_batch(self, generator: torch.Generator):
+        cfg = self.config
+        return sample_windows(self.data, self.members, cfg.batch_size, cfg.context, generator, cfg.action_pad)
 
     def _update(self) -> torch.Tensor:
+        return self.step_fn(self._sample_batch(self.sampler))
+
+    def _use_step(self, compiled: bool, bf16: bool) -> None:
+        self.compiled, self.bf16 = compiled, bf16
+        self.step_fn = UpdateStep(self.model, self.device, self.config.grad_clip, bf16, compiled)
+
+    # -- the fast path against eager --------------------------------------------------------------
+    def check_fast_path(self, updates: int = 4) -> Parity | None:
+        """``updates`` updates of the fast path (compiled and/or bf16) and of eager fp32 on a dropout-free
+        copy of the model, from the same weights and batches, compared. None: no fast path. The run's
+        own state (weights, sampler, random streams) is untouched."""
+        if not (self.compiled or self.bf16):
+            return None
+        tolerance = tolerance_for(compiled=self.compiled, bf16=self.bf16)
         cfg = self.config
-        # gradients are dropped before the forward: with CUDA graphs they live in graph-owned memory
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.compiled and self.device.startswith("cuda"):
-            torch.compiler.cudagraph_mark_step_begin()
-        batch = sample_windows(self.data, self.members, cfg.batch_size, cfg.context, self.sampler, cfg.action_pad)
-        losses = self.loss_per_member(batch)
-        losses.sum().backward()  # members are independent: each gets its own loss's gradient
-        self._clip_per_member()
-        return losses
+        with torch.random.fork_rng(devices=[self.device] if self.device.startswith("cuda") else []):
+            sampler = torch.Generator(device=self.device)
+            sampler.set_state(self.sampler.get_state())
+            batches = [self._sample_batch(sampler) for _ in range(updates)]
+            probe = without_dropout(copy.deepcopy(self.model)).train()
+            start = {n: p.detach().clone() for n, p in probe.named_parameters()}
+            adamw = lambda model: torch.optim.AdamW(model.parameters(), **self._adamw_kwargs())  # noqa: E731
+
+            def run(step: UpdateStep):
+                with torch.no_grad():
+                    for n, p in probe.named_parameters():
+                        p.copy_(start[n])
+                return probe_updates(probe, adamw, step, batches)
+
+            try:
+                fast = run(UpdateStep(probe, self.device, cfg.grad_clip, self.bf16, self.compiled))
+                eager = run(UpdateStep(probe, self.device, cfg.grad_clip))
+            except Exception as e:
+                return failed(e, tolerance, updates)
+        return compare_probes(fast, eager, start, tolerance, updates)
+
+    def settle_fast_path(self, check: bool = True) -> dict:
+        """Which update path the run uses (params.json's ``fast_path``): the fast one once it matches eager
+        fp32 on a copy of the state, else eager fp32, warned once."""
+        precision = "bf16" if self.bf16 else "fp32"
+        path = "compiled" if self.compiled else "eager"
+        if not (self.compiled or self.bf16):
+            self.fast_path = decision("eager", "--compile off" if self.config.compile == "off" else "cpu",
+                                      precision="fp32")
+        elif not check:
+            self.fast_path = decision(path, "not checked (--fast-path-check off)", precision=precision)
+        else:
+            parity = self.check_fast_path()
+            if parity.ok:
+                self.fast_path = decision(path, f"checked: {parity.detail()}", precision=precision)
+            else:
+                import warnings
+
+                warnings.warn(f"DT fast path ({path}, {precision}) differs from eager fp32: {parity.detail()}; "
+                              "this run trains eagerly in fp32")
+                self._use_step(compiled=False, bf16=False)
+                self.fast_path = decision("eager", f"fast-path check failed: {parity.detail()}", precision="fp32")
+        return self.fast_path
 
     def train(self, n_updates: int) -> None:
         self.model.train()
@@ -339,8 +369,7 @@ class DTRunner:
                     import warnings
 
                     warnings.warn(f"compiled DT update failed ({type(e).__name__}: {e}); training eagerly")
-                    self.compiled = False
-                    self._loss_fn, self._clip_fn = self._loss_impl, self._clip_impl
+                    self._use_step(compiled=False, bf16=self.bf16)
                     losses = self._update()
                 self._compile_checked = True
             else:
@@ -350,6 +379,11 @@ class DTRunner:
             self.loss_sum += losses.detach()
             self.loss_count += 1
             self.updates_done += 1
+
+    def _adamw_kwargs(self) -> dict:
+        cfg = self.config
+        kind = {"fused": True} if self.device.startswith("cuda") else {"foreach": True}
+        return {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "eps": cfg.adam_eps, **kind}
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self) -> list[dict[str, Any]]:
@@ -411,30 +445,12 @@ class DTRunner:
         self.loss_count = int(state["loss_count"])
 
 
-def compiled_or_eager(fn, mode: str):
-    """torch.compile(fn) that falls back to ``fn`` (with a warning) if compilation fails on first use."""
-    compiled = torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
-    state = {"fn": compiled, "tried": False}
-
-    def call(*args):
-        if state["tried"]:
-            return state["fn"](*args)
-        try:
-            out = compiled(*args)
-        except Exception as e:  # never lose a run to a compiler problem
-            import warnings
-
-            warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running {fn.__name__} eagerly")
-            state["fn"] = fn
-            out = fn(*args)
-        state["tried"] = True
-        return out
-
-    return call
-
-
-def make_runner(config: DTConfig, store: ArtifactStore | None = None, dataset=None) -> DTRunner:
-    return DTRunner(config, store, dataset)
+def make_runner(config: DTConfig, store: ArtifactStore | None = None, dataset=None,
+                fast_path_check: bool = True) -> DTRunner:
+    """The runner, its fast path checked against eager before the first update (``runner.fast_path``)."""
+    runner = DTRunner(config, store, dataset)
+    runner.settle_fast_path(fast_path_check)
+    return runner
 
 
 def variant_name(config: DTConfig) -> str:
