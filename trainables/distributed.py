@@ -89,8 +89,6 @@ def _train(cfg, work_dir: Path, device: str) -> None:
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     checkpoints = set(cfg.checkpoints)
     started = time.perf_counter()
-    loss_sum = torch.zeros((), device=trainer.device)
-    loss_n = 0
 
     while trainer.step < cfg.steps:
         trainer.model.train()
@@ -110,14 +108,11 @@ def _train(cfg, work_dir: Path, device: str) -> None:
         trainer.optimizer.step()
         trainer.scheduler.step()
         trainer.step += 1
-        loss_sum += flat[-1]
-        loss_n += 1
+        trainer.record_loss(flat[-1])  # the running sum is in the saved progress: a resume keeps the curve
         step = trainer.step
 
         if step % cfg.log_every == 0 or step == cfg.steps or step in checkpoints:
-            mean_loss = (loss_sum / loss_n).item()  # one host sync per log interval
-            loss_sum.zero_()
-            loss_n = 0
+            mean_loss = trainer.pop_mean_loss()
             if rank == 0:
                 work.append_metrics([{"update": step, "train_loss": round(mean_loss, 6),
                                       "lr": trainer.scheduler.get_last_lr()[0],

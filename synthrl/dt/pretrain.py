@@ -23,7 +23,7 @@ import torch
 from synthrl.dt.config import DTPretrainConfig
 from synthrl.dt.model import GPT2LM, ce_chunk, chunked_cross_entropy
 from synthrl.errors import UserError
-from synthrl.rundir import RunDir, load_state_file
+from synthrl.rundir import RunDir, load_saved_state, load_state_file, storage_errors
 from synthrl.store import ArtifactStore
 from synthrl.utils.fastpath import Parity, compare_probes, decision, failed, probe_updates, tolerance_for
 from synthrl.utils.io import atomic_write_json, resolve_device
@@ -126,6 +126,9 @@ class Pretrainer:
         # dropout draws from the global RNG: seed it here and carry its state in the checkpoint
         torch.manual_seed(cfg.init_seed + 1)
         self.step = 0
+        # the logged loss is the mean over a log interval; its running sum is part of the resumable state
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.loss_n = 0
         self.bf16 = use_bf16(cfg.precision, self.device)
         self.hidden_fn = self.model.hidden
         self.chunk_fn = ce_chunk
@@ -221,6 +224,17 @@ class Pretrainer:
         self.step += 1
         return loss.detach()
 
+    def record_loss(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.loss_n += 1
+
+    def pop_mean_loss(self) -> float:
+        """The mean loss since the last call (one host sync per log interval)."""
+        mean = (self.loss_sum / max(1, self.loss_n)).item()
+        self.loss_sum.zero_()
+        self.loss_n = 0
+        return mean
+
     def state_dict(self) -> dict:
         state = {
             "step": self.step,
@@ -229,6 +243,8 @@ class Pretrainer:
             "scheduler": self.scheduler.state_dict(),
             "data_generator": self.data_generator.get_state(),
             "cpu_rng": torch.get_rng_state(),
+            "loss_sum": self.loss_sum.detach().cpu().clone(),
+            "loss_n": self.loss_n,
         }
         if self.device.startswith("cuda"):
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -244,6 +260,9 @@ class Pretrainer:
         torch.set_rng_state(state["cpu_rng"].cpu())
         if "cuda_rng" in state and self.device.startswith("cuda"):
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        # progress saved before the running loss was part of it: the next interval's mean starts there
+        self.loss_sum = state.get("loss_sum", torch.zeros(())).to(self.device).clone()
+        self.loss_n = int(state.get("loss_n", 0))
 
 
 def run_pretraining(
@@ -257,7 +276,8 @@ def run_pretraining(
 ) -> bool:
     """Train (or continue) into ``work_dir``: step files in ``work_dir/steps``, progress in ``work_dir/checkpoint``.
 
-    ``log``: a run directory whose metrics.csv receives the loss curve (truncated on resume).
+    ``log``: a run directory whose metrics.csv receives the loss curve. On resume both loss curves
+    keep exactly the rows up to the saved progress (none without any).
     ``stop_after``: stop (after saving progress) once this step is reached, for tests of resume.
     ``fast_path_check``: check the fast path against eager first; ``log``'s params.json records the path.
     Returns True when all ``cfg.steps`` are done.
@@ -272,18 +292,18 @@ def run_pretraining(
     if log is not None and (log.path / "params.json").is_file():
         log.write_params({**log.read_params(), "fast_path": fast_path})
     elapsed = 0.0
+    work.recover_checkpoint()  # progress a kill left aside is put back; orphaned copies go
     if work.has_checkpoint():
         saved = work.load_checkpoint()
-        trainer.load_state_dict(saved["trainer"])
+        load_saved_state(trainer, saved, "trainer", str(work.checkpoint_file()),
+                         "saved dt-pretrain progress of these parameters", f"remove {work.path} to start over")
         elapsed = float(saved.get("wall_clock_s", 0.0))
-        work.truncate_metrics(trainer.step)
-    if log is not None:
-        log.truncate_metrics(trainer.step)
+    for curve in (work, log):
+        if curve is not None:
+            curve.truncate_metrics(trainer.step)
     started = time.perf_counter()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     checkpoints = set(cfg.checkpoints)
-    loss_sum = torch.zeros((), device=trainer.device)
-    loss_n = 0
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc=f"dt-pretrain {cfg.data}", unit="step",
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
 
@@ -293,12 +313,11 @@ def run_pretraining(
 
     try:
         while trainer.step < end:
-            loss_sum += trainer.train_step()
-            loss_n += 1
+            trainer.record_loss(trainer.train_step())
             step = trainer.step
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps or step in checkpoints:
-                mean_loss = (loss_sum / loss_n).item()  # one host sync per log interval
+                mean_loss = trainer.pop_mean_loss()
                 row = {"update": step, "train_loss": round(mean_loss, 6),
                        "lr": trainer.scheduler.get_last_lr()[0],
                        "wall_clock_s": round(elapsed + time.perf_counter() - started, 3)}
@@ -306,8 +325,6 @@ def run_pretraining(
                 if log is not None:
                     log.append_metrics([row], LOSS_COLUMNS)
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
-                loss_sum.zero_()
-                loss_n = 0
             if step in checkpoints:
                 path = steps_dir / step_filename(step)
                 ckpt = trainer.model.checkpoint(step, {"source": _source_meta(trainer.source)})
@@ -333,7 +350,8 @@ def _atomic_torch_save(path: Path, obj: Any) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
 
-    atomic_write(path, write)
+    with storage_errors(path, "a pre-training checkpoint"):
+        atomic_write(path, write)
 
 
 def work_dir_for(cfg: DTPretrainConfig, store: ArtifactStore) -> Path:
@@ -437,10 +455,24 @@ def load_backbone_checkpoint(path: str | os.PathLike) -> dict:
     """
     obj = load_state_file(path)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        return {"state_dict": obj["state_dict"], "backbone": obj.get("backbone"), "step": obj.get("step")}
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {"state_dict": obj, "backbone": _hf_config_beside(Path(path)), "step": None}
-    raise UserError(f"{path}: not a GPT-2 state dict or synthrl pre-training checkpoint")
+        found = {"state_dict": obj["state_dict"], "backbone": obj.get("backbone"), "step": obj.get("step")}
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        found = {"state_dict": obj, "backbone": _hf_config_beside(Path(path)), "step": None}
+    else:
+        raise UserError(f"{path}: not a GPT-2 state dict or synthrl pre-training checkpoint")
+    _check_gpt2_tensors(found["state_dict"], path)
+    return found
+
+
+def _check_gpt2_tensors(state: dict, path: str | os.PathLike) -> None:
+    """The tensors a backbone's sizes are read from must be there (a torch file of something else is not)."""
+    from synthrl.dt.model import normalize_hf_state_dict
+
+    names = sorted(name for name, t in normalize_hf_state_dict(state).items() if isinstance(t, torch.Tensor))
+    missing = [k for k in ("wpe.weight", "ln_f.weight", "h.0.mlp.c_fc.weight") if k not in names]
+    if missing:
+        held = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") if names else "none"
+        raise UserError(f"{path}: not a GPT-2 backbone (no {', '.join(missing)}; its tensors: {held})")
 
 
 def _hf_config_beside(path: Path) -> dict | None:

@@ -8,6 +8,7 @@ the device and batches are drawn there (no host synchronisation inside ``train``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -248,13 +249,15 @@ class DTRunner:
         # backbone: pre-trained (transfer, spec section 3) or fresh (plain DT)
         self.pretrained = pretrained_source(config, store)
         ckpt = load_backbone_checkpoint(self.pretrained["path"]) if self.pretrained is not None else None
-        self.model, self.max_timestep = build_model(config, self.members, ds.obs_dim, ds.act_dim, ckpt)
+        with _naming(self.pretrained):
+            self.model, self.max_timestep = build_model(config, self.members, ds.obs_dim, ds.act_dim, ckpt)
         self.data = prepare_trajectories(ds.trajectories(), config.rtg_scale, self.max_timestep + 1, self.device)
         self.state_dim, self.act_dim = self.data.state_dim, self.data.act_dim
         for e, seed in enumerate(config.seeds):
             self.model.init_member(e, torch.Generator().manual_seed(int(seed)))
         if ckpt is not None:
-            self.transferred = self.model.load_pretrained_backbone(ckpt["state_dict"])
+            with _naming(self.pretrained):
+                self.transferred = self.model.load_pretrained_backbone(ckpt["state_dict"])
         self.model.to(self.device)
 
         self.optimizer = torch.optim.AdamW(self.model.parameters(), **self._adamw_kwargs())
@@ -443,6 +446,17 @@ class DTRunner:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.loss_sum = state["loss_sum"].to(self.device).clone()
         self.loss_count = int(state["loss_count"])
+
+
+@contextlib.contextmanager
+def _naming(pretrained: dict | None):
+    """A pre-trained checkpoint that does not fit (a missing tensor, another shape) is named in the error."""
+    try:
+        yield
+    except UserError as e:
+        if pretrained is None:
+            raise
+        raise UserError(f"{pretrained['path']}: {str(e).removeprefix('GPT-2 checkpoint: ')}") from None
 
 
 def make_runner(config: DTConfig, store: ArtifactStore | None = None, dataset=None,
