@@ -256,12 +256,14 @@ def test_sigkilled_run_cql_resumes_to_the_uninterrupted_run_and_tables_accept_it
     assert main(cql_argv(hopper, straight, *options)) == 0
 
     env = {**os.environ, "SYNTHRL_EVAL_WORKERS": "0", "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen([sys.executable, "-m", "synthrl", *cql_argv(hopper, killed, *options)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "w") as err:  # a file, not a pipe: a chatty child never blocks on it
+        proc = subprocess.Popen([sys.executable, "-m", "synthrl", *cql_argv(hopper, killed, *options)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
     metrics, deadline = killed / "metrics.csv", time.monotonic() + 300
     try:  # kill right after the first evaluation's rows appear: its checkpoint is being written
         while not (metrics.exists() and metrics.stat().st_size > 0):
-            assert proc.poll() is None, proc.stderr.read().decode()
+            assert proc.poll() is None, stderr.read_text()
             assert time.monotonic() < deadline, "the run wrote no evaluation"
             time.sleep(0.002)
     finally:
@@ -424,8 +426,10 @@ def test_dt_pretrain_killed_at_every_step_keeps_one_loss_curve(tmp_path, monkeyp
                     run_pretraining(cfg, work, progress=False, log=log)
         return switch.steps
 
+    def curve(name, sub):
+        return [(r["update"], r["train_loss"]) for r in RunDir(tmp_path / name / sub).read_metrics()]
+
     steps = run("straight")
-    curve = lambda name, sub: [(r["update"], r["train_loss"]) for r in RunDir(tmp_path / name / sub).read_metrics()]  # noqa: E731
     for at in range(len(steps)):
         name = f"killed-{at}"
         run(name, at)
