@@ -231,3 +231,31 @@ def test_a_fast_path_that_raises_in_the_check_leaves_the_run_eager(hopper, monke
     assert runner.fast_path["path"] == "eager" and "RuntimeError: replay on a freed pool" in runner.fast_path["reason"]
     runner.train(4)
     assert np.isfinite(runner.ensemble.pop_stats()["q_loss"]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep's hook: the quick doctor once per node, its report beside the sweep
+
+@pytest.mark.ray
+def test_a_sweep_runs_the_quick_doctor_per_node_and_keeps_the_reports(tmp_path):
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    from synthrl.doctor import failed_checks
+    from trainables.doctor_hook import run_node_doctors
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, logging_level="ERROR",
+             _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    try:
+        lines: list[str] = []
+        assert run_node_doctors(tmp_path / "sweep", lines.append) == {}  # a CPU node: listed, not run
+        assert len(lines) == 1 and "has no GPU" in lines[0] and not (tmp_path / "sweep" / "doctor").exists()
+        reports = run_node_doctors(tmp_path / "sweep", lines.append, mode="all")
+        (label, report), = reports.items()
+        saved = json.loads((tmp_path / "sweep" / "doctor" / f"{label}.json").read_text())
+        assert saved["device"] == "cpu" and saved["quick"] is True and len(saved["checks"]) == 7
+        assert not failed_checks(report) and "all fast paths pass" in lines[-1]
+    finally:
+        ray.shutdown()

@@ -572,6 +572,7 @@ def _run_prepared(prepared: Prepared, max_gpus: float | None, callbacks: list, r
     import ray
     from ray import tune
 
+    from trainables.doctor_hook import run_node_doctors
     from trainables.progress import SweepProgress
 
     sweep, storage = prepared.sweep, prepared.storage
@@ -581,7 +582,7 @@ def _run_prepared(prepared: Prepared, max_gpus: float | None, callbacks: list, r
     for note in res.resource_notices(sweep, cluster, max_gpus):
         out(note)
     _check_nodes_fit(prepared, trial_request, pretrain_request)
-    # (a place for per-node checks before any trial starts)
+    run_node_doctors(sweep_dir(storage, sweep.name), lambda line: out(f"[{sweep.name}] {line}"))  # fast paths, per node
     artifact_errors = build_artifacts(prepared, pretrain_request, max_gpus, out)
     if artifact_errors:
         dropped = [t for t in prepared.trials if t.artifact in artifact_errors]

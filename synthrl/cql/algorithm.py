@@ -369,7 +369,7 @@ class CQLEnsemble:
         fast = self.prepare_fast_step()
         if fast is None:
             return None
-        k = max(2, min(int(updates), self.rng_chunk))  # one chunk: a replay reading a stale slot shows
+        k = max(1, min(int(updates), self.rng_chunk))  # one chunk: a replay reading a stale slot shows
         tf32 = self.device.type == "cuda" and torch.get_float32_matmul_precision() != "highest"
         tolerance = TF32 if tf32 else SAME_ARITHMETIC
         start = self.state_dict()
@@ -384,8 +384,10 @@ class CQLEnsemble:
         params = ("policy", "q", "q_target", "log_alpha")
         start_flat = flatten_tensors({k: start[k] for k in params})
         keep = ("policy", "q", "q_target", "log_alpha", "adam", "stats_sum")
-        return compare(flatten_tensors({n: fast_state[n] for n in keep}), flatten_tensors({n: eager_state[n] for n in keep}),
-                       tolerance, k, start=start_flat, fast_losses=fast_losses, eager_losses=eager_losses)
+        fast_flat = flatten_tensors({n: fast_state[n] for n in keep})
+        eager_flat = flatten_tensors({n: eager_state[n] for n in keep})
+        return compare(fast_flat, eager_flat, tolerance, k, start=start_flat, fast_losses=fast_losses,
+                       eager_losses=eager_losses)
 
     # -- statistics and evaluation -----------------------------------------------------------
     def pop_stats(self) -> dict[str, np.ndarray]:

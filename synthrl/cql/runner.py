@@ -162,10 +162,10 @@ def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | N
                           cql_temperature=first.cql_temperature, min_q_weight=first.cql_min_q_weight,
                           importance_sampling=first.importance_sampling),
         rng_chunk=first.rng_chunk, device=device, accel=first.accel)
+    overlap = first.eval_overlap == "on" or (first.eval_overlap == "auto" and device.startswith("cuda"))
     return CQLRunner(ensemble, info, env=env, total_updates=first.total_updates, eval_every=first.eval_every,
                      eval_episodes=first.eval_episodes, env_version=first.env_version, evaluate_fn=evaluate_fn,
-                     eval_overlap=first.eval_overlap == "on" or (first.eval_overlap == "auto" and device.startswith("cuda")),
-                     fast_path=settle_fast_path(ensemble, fast_path_check))
+                     eval_overlap=overlap, fast_path=settle_fast_path(ensemble, fast_path_check))
 
 
 def settle_fast_path(ensemble: CQLEnsemble, check: bool = True) -> dict:

@@ -36,6 +36,7 @@ class Sizes:
     cql_hidden: int
     cql_batch: int
     cql_speed_updates: int
+    cql_chunk: int               # rng_chunk: the run's default on CUDA, smaller on the CPU (fewer timed updates)
     dt_batch: int
     dt_backbone: dict            # BackboneConfig fields
     dt_speed_updates: int
@@ -48,12 +49,13 @@ class Sizes:
 
 def sizes_for(device: str, quick: bool) -> Sizes:
     if device.startswith("cuda"):  # the sizes
-        return Sizes(cql_hidden=256, cql_batch=256, cql_speed_updates=500, dt_batch=64, dt_backbone={},
-                     dt_speed_updates=100, pt_seq=1024, pt_batch=64, pt_speed_steps=20, token_sequences=512,
-                     eval_episodes=5)
+        return Sizes(cql_hidden=256, cql_batch=256, cql_speed_updates=512, cql_chunk=64, dt_batch=64,
+                     dt_backbone={}, dt_speed_updates=100, pt_seq=1024, pt_batch=64, pt_speed_steps=20,
+                     token_sequences=512, eval_episodes=5)
     tiny = {"n_layer": 1, "n_embd": 32, "n_inner": 64}
-    return Sizes(cql_hidden=64, cql_batch=64, cql_speed_updates=32 if quick else 64, dt_batch=16, dt_backbone=tiny,
-                 dt_speed_updates=10 if quick else 20, pt_seq=64, pt_batch=4, pt_speed_steps=3 if quick else 5,
+    return Sizes(cql_hidden=64, cql_batch=64, cql_speed_updates=32 if quick else 64, cql_chunk=16, dt_batch=16,
+                 dt_backbone=tiny, dt_speed_updates=10 if quick else 20, pt_seq=64, pt_batch=4,
+                 pt_speed_steps=3 if quick else 5,
                  token_sequences=64, eval_episodes=2)
 
 
@@ -104,7 +106,7 @@ def cql_ensemble(ctx: Context, members: int, accel: str = "auto"):
     data = load_dataset(str(ctx.hopper())).qlearning()
     data["actions"] = np.clip(data["actions"], -0.999, 0.999)
     return CQLEnsemble([data], [MemberInit(seed=s, dataset=0) for s in range(members)], hidden=ctx.sizes.cql_hidden,
-                       batch_size=ctx.sizes.cql_batch, rng_chunk=16, device=ctx.device, accel=accel)
+                       batch_size=ctx.sizes.cql_batch, rng_chunk=ctx.sizes.cql_chunk, device=ctx.device, accel=accel)
 
 
 def check_cql(members: int) -> Callable[[Context], Check]:
@@ -113,11 +115,13 @@ def check_cql(members: int) -> Callable[[Context], Check]:
         parity = ens.check_fast_path(updates=8)
         path = "eager" if parity is None else "graph"
         s = ctx.sizes
-        per_update = seconds_per_call(lambda: ens.train(16), max(1, s.cql_speed_updates // 16), ctx.device)
-        speed = _fmt_rate(members * 16 / per_update, f"seed-updates/s ({path}, E = {members}, hidden {s.cql_hidden}, "
+        chunk = s.cql_chunk
+        per_call = seconds_per_call(lambda: ens.train(chunk), max(1, s.cql_speed_updates // chunk), ctx.device)
+        speed = _fmt_rate(members * chunk / per_call, f"seed-updates/s ({path}, E = {members}, hidden {s.cql_hidden}, "
                                                      f"batch {s.cql_batch})")
         if parity is None:
-            return Check(f"cql E={members}", None, f"no fast path here ({ens.eager_reason}): eager only", speed, GOAL_CQL)
+            detail = f"no fast path here ({ens.eager_reason}): eager only"
+            return Check(f"cql E={members}", None, detail, speed, GOAL_CQL)
         return Check(f"cql E={members}", parity.ok, f"CUDA graph vs eager fp32: {parity.detail()}", speed, GOAL_CQL)
     return run
 

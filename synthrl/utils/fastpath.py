@@ -164,7 +164,8 @@ def decision(path: str, reason: str, **extra: Any) -> dict[str, Any]:
     return {"path": path, "reason": reason, **extra}
 
 
-def probe_updates(model: torch.nn.Module, make_optimizer: Callable, step: Callable, batches: list) -> tuple[dict[str, torch.Tensor], list[float]]:
+def probe_updates(model: torch.nn.Module, make_optimizer: Callable, step: Callable,
+                  batches: list) -> tuple[dict[str, torch.Tensor], list[float]]:
     """One optimiser step per batch of ``step(batch) -> losses`` (forward, backward, clipping), from the
     model's current weights and a fresh optimiser; returns the parameters and Adam moments after, and
     every loss. The start-up checks run it once on the fast path and once eagerly from the same weights."""
@@ -173,7 +174,8 @@ def probe_updates(model: torch.nn.Module, make_optimizer: Callable, step: Callab
     for batch in batches:
         loss = step(batch)
         optimizer.step()
-        losses.append(loss.detach().float().reshape(-1))
+        # a copy now: a CUDA-graph output is overwritten by the next replay
+        losses.append(loss.detach().float().reshape(-1).clone())
     state: dict[str, torch.Tensor] = {}
     for name, p in model.named_parameters():
         state[f"param.{name}"] = p.detach().to("cpu").clone()
