@@ -79,8 +79,10 @@ def _plot(curves: pd.DataFrame, variants: list[str], path: Path, title: str, xla
         ax.legend(fontsize="small")
     fig.tight_layout()
     # no bbox_inches="tight": every PNG has the same pixel size; temp file + rename: never half-written
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    finally:  # a failed write (full disk) must not leave the figure open in a long-lived process
+        plt.close(fig)
     return path
 
 

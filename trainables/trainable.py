@@ -98,6 +98,15 @@ def _final_result(run_dir: RunDir) -> dict[str, Any]:
     return out
 
 
+def trial_eval_workers(cpus: int) -> int:
+    """Evaluation workers within a trial's CPU share, by the rule a plain run applies to its machine's
+    cores: workers only when two or more cores are free beside the evaluating thread (a 2-CPU trial
+    steps its environments in-process, which measured faster)."""
+    from synthrl.envs.evaluate import workers_for
+
+    return workers_for(cpus, cpus)
+
+
 def run_trial(config: dict) -> None:
     """Tune function trainable. ``config``: trial (a Trial dict), algorithm, storage, sweep, dataset_paths
     (dataset name -> file), cpus; with a search, ``search_keys`` names the top-level keys holding the
@@ -130,14 +139,14 @@ def run_trial(config: dict) -> None:
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     cpus = max(1, int(config.get("cpus", 1) or 1))
     torch.set_num_threads(cpus)
-    # evaluation workers within the trial's CPU share (one CPU: step the environments in this process)
-    os.environ.setdefault("SYNTHRL_EVAL_WORKERS", str(cpus if cpus >= 2 else 0))
+    os.environ.setdefault("SYNTHRL_EVAL_WORKERS", str(trial_eval_workers(cpus)))
     make_runner, run_params, _ = algorithm_api(algorithm)
     algo_config = build_config(algorithm, trial.config, config["dataset_paths"][trial.dataset.name], device)
     store = ArtifactStore(storage)
     quiet = {"progress": False} if "progress" in inspect.signature(make_runner).parameters else {}
     runner = make_runner(algo_config, store, **quiet)
     params = trial_params(algorithm, trial, algo_config, run_params, config["sweep"])
+    params["fast_path"] = getattr(runner, "fast_path", None)  # the update path this trial uses, and why
     writer = RunDirWriter(run_dir, runner)
 
     # the same resume rule as `synthrl run --resume`: metrics.csv keeps exactly the rows up to the

@@ -104,6 +104,7 @@ def main(args) -> int:
         atomic_write_text(args.out, text)
     else:
         sys.stdout.write(text)
+        sys.stdout.flush()  # the table before the notes on a terminal showing both streams
     if table.partial or table.notes:
         # the notes are in the table too; repeat them where a user watching a running sweep sees them
         print(f"synthrl tables: {len(table.notes)} note(s)" + (" (partial results)" if table.partial else "")
