@@ -259,3 +259,16 @@ def test_a_sweep_runs_the_quick_doctor_per_node_and_keeps_the_reports(tmp_path):
         assert not failed_checks(report) and "all fast paths pass" in lines[-1]
     finally:
         ray.shutdown()
+
+
+@pytest.mark.gpu
+def test_cuda_run_checks_its_graph_and_keeps_it(hopper):
+    from synthrl.cql.config import CQLConfig
+    from synthrl.cql.runner import make_runner
+
+    config = CQLConfig(dataset=str(hopper), seeds=[0, 1], updates=16, eval_every=16, batch_size=32, hidden=32,
+                       device="cuda")
+    runner = make_runner(config, None, progress=False)
+    assert runner.fast_path["path"] == "graph" and runner.fast_path["reason"].startswith("checked"), runner.fast_path
+    runner.train(16)
+    assert runner.ensemble._graph is not None and np.isfinite(runner.ensemble.pop_stats()["q_loss"]).all()
