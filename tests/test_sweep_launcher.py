@@ -191,3 +191,30 @@ def test_a_trial_gets_evaluation_workers_only_when_cores_are_free_beside_it():
     # 2 CPUs: stepping in-process measured faster than 2 workers (20 vs 32 Hopper episodes/s)
     assert trial_eval_workers(1) == 0 and trial_eval_workers(2) == 0
     assert trial_eval_workers(3) == 2 and trial_eval_workers(8) == 7
+
+
+def test_status_and_ls_read_a_read_only_copy_of_the_results_and_create_nothing(tmp_path, capsys):
+    from synthrl.cli import main
+
+    data = tmp_path / "hopper.hdf5"
+    data.write_bytes(b"")
+    storage = tmp_path / "store"
+    doc = sweep_doc(data)
+    prepare(sweep_from_dict(doc, "s.yaml"), storage, doc, {}, out=lambda _: None)
+
+    missing = tmp_path / "never-used"
+    assert main(["sweep", "ls", "--storage", str(missing)]) == 0
+    assert "no sweeps" in capsys.readouterr().out and not missing.exists()  # looking creates nothing
+
+    copy = tmp_path / "copy"  # the results as a colleague sees them: mounted read-only
+    copy.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(storage), str(copy)], capture_output=True).returncode:
+        pytest.skip("no bind mount here (needs root and mount): no read-only copy to read")
+    try:
+        assert subprocess.run(["mount", "-o", "remount,ro,bind", str(copy)], capture_output=True).returncode == 0
+        assert main(["sweep", "status", "tiny", "--storage", str(copy)]) == 0
+        assert "trials: 4 pending of 4" in capsys.readouterr().out
+        assert main(["sweep", "ls", "--storage", str(copy)]) == 0
+        assert "0/4 trials done" in capsys.readouterr().out
+    finally:
+        subprocess.run(["umount", "-l", str(copy)], capture_output=True)

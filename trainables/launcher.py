@@ -52,8 +52,11 @@ def _print(text: str) -> None:
 
 
 # -- storage ---------------------------------------------------------------------------------------
-def resolve_storage(storage: str | None) -> Path:
-    """The storage root as an absolute, writable directory (refused up front otherwise)."""
+def resolve_storage(storage: str | None, writable: bool = True) -> Path:
+    """The storage root as an absolute, writable directory (refused up front otherwise).
+
+    ``writable=False`` (status, ls) only reads it: a read-only copy of a sweep's results works.
+    """
     if storage is None:
         path = default_store_root()
     else:
@@ -64,6 +67,10 @@ def resolve_storage(storage: str | None) -> Path:
                             "bucket mounted with s3fs/gcsfuse) instead")
         path = Path(os.path.abspath(Path(storage).expanduser()))
     what = "--storage" if storage is not None else default_store_name()
+    if not writable:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{what} {path}: a file is in the way, expected the storage directory")
+        return path  # a missing one holds no sweeps
     return make_dirs(check_writable_dir(path, what), f"{what} {path}")
 
 

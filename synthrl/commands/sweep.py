@@ -239,12 +239,12 @@ def _resume(args) -> int:
 def _status(args) -> int:
     from trainables.launcher import resolve_storage, status_text
 
-    print(status_text(resolve_storage(args.storage), args.name))
+    print(status_text(resolve_storage(args.storage, writable=False), args.name))
     return 0
 
 
 def _ls(args) -> int:
     from trainables.launcher import resolve_storage, ls_text
 
-    print(ls_text(resolve_storage(args.storage)))
+    print(ls_text(resolve_storage(args.storage, writable=False)))
     return 0
