@@ -59,7 +59,7 @@ def test_doctor_on_cpu_passes_and_writes_the_table_as_json(tmp_path, capsys):
     out = tmp_path / "doctor.json"
     assert main(["doctor", "--device", "cpu", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["device"] == "cpu" and report["quick"] is False
+    assert report["device"] == "cpu" and report["quick"] is False and report["complete"] is True
     names = [c["check"] for c in report["checks"]]
     assert names == ["cql E=1", "cql E=4", "dt fine-tune", "dt pre-train step", "token sampler",
                      "overlapped evaluation", "resume cql", "resume dt"]

@@ -25,10 +25,13 @@ def main(args) -> int:
         check_output_file(args.json, "--json")
     print(f"synthrl doctor: checking the fast paths on {args.device}{' (quick)' if args.quick else ''} ...",
           file=sys.stderr, flush=True)
-    report = run_doctor(args.device, quick=args.quick, log=lambda line: print(line, file=sys.stderr, flush=True))
+    # the JSON is rewritten after every check, so a doctor stopped part-way still leaves what it found
+    keep = (lambda report: write_json(report, args.json)) if args.json else None
+    report = run_doctor(args.device, quick=args.quick, log=lambda line: print(line, file=sys.stderr, flush=True),
+                        progress=keep)
     print(render_table(report))
-    if args.json:
-        write_json(report, args.json)
+    if keep is not None:
+        keep(report)
     failing = failed_checks(report)
     if failing:
         print(f"synthrl doctor: failing fast path(s): {', '.join(failing)}", file=sys.stderr)

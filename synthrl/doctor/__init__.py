@@ -5,7 +5,8 @@ sampler, the evaluation overlapped on its own stream) is run beside its eager fp
 the same state and batch stream, and the two compared (synthrl.utils.fastpath); resume and speed
 are measured too. One table (check, ok, detail, speed, goal), the same as JSON::
 
-    {"device": ..., "quick": false, "seconds": ..., "checks": [{"check", "ok", "detail", "speed", "goal"}, ...]}
+    {"device": ..., "quick": false, "seconds": ..., "complete": true,
+     "checks": [{"check", "ok", "detail", "speed", "goal"}, ...]}
 
 ``ok`` is true, false, or null for a check this device cannot run (said in ``detail``); the exit
 code is 0 when no check is false. Speeds are reported beside the goals of benchmarks/RESULTS.md
@@ -28,8 +29,9 @@ class Check:
     goal: str = "-"
 
 
-def run_doctor(device: str = "auto", quick: bool = False, log=None) -> dict:
-    """Run every check on ``device``; returns the report (the JSON document). ``log(line)`` gets each row."""
+def run_doctor(device: str = "auto", quick: bool = False, log=None, progress=None) -> dict:
+    """Run every check on ``device``; returns the report (the JSON document). ``log(line)`` gets each row as
+    it is done, ``progress(report)`` the report so far (``"complete": false`` until the last check)."""
     import tempfile
 
     import torch
@@ -39,20 +41,24 @@ def run_doctor(device: str = "auto", quick: bool = False, log=None) -> dict:
 
     dev = resolve_device(device)
     started = time.perf_counter()
-    rows: list[Check] = []
+    name = torch.cuda.get_device_name(dev) if dev.startswith("cuda") else f"cpu x{torch.get_num_threads()} threads"
+    report = {"device": dev, "device_name": name, "quick": quick, "torch": torch.__version__, "seconds": 0.0,
+              "complete": False, "checks": []}
     with tempfile.TemporaryDirectory(prefix="synthrl-doctor-") as tmp:
         ctx = Context(device=dev, quick=quick, tmp=Path(tmp))
-        for name, check in all_checks(ctx):
+        for check_name, check in all_checks(ctx):
             try:
                 row = check(ctx)
             except Exception as e:  # a check that crashes is a failed check, named, never a lost report
-                row = Check(name, False, f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            rows.append(row)
+                row = Check(check_name, False, f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            report["checks"].append(asdict(row))
+            report["seconds"] = round(time.perf_counter() - started, 1)
             if log is not None:
                 log(format_row(row))
-    name = torch.cuda.get_device_name(dev) if dev.startswith("cuda") else f"cpu x{torch.get_num_threads()} threads"
-    return {"device": dev, "device_name": name, "quick": quick, "torch": torch.__version__,
-            "seconds": round(time.perf_counter() - started, 1), "checks": [asdict(r) for r in rows]}
+            if progress is not None:
+                progress(report)
+    report["complete"] = True
+    return report
 
 
 def _ok_text(ok: bool | None) -> str:
