@@ -251,7 +251,9 @@ def test_a_sweep_runs_the_quick_doctor_per_node_and_keeps_the_reports(tmp_path):
     try:
         lines: list[str] = []
         assert run_node_doctors(tmp_path / "sweep", lines.append) == {}  # a CPU node: listed, not run
-        assert len(lines) == 1 and "has no GPU" in lines[0] and not (tmp_path / "sweep" / "doctor").exists()
+        assert len(lines) == 1 and "has no GPU" in lines[0]
+        (listed,) = (tmp_path / "sweep" / "doctor").glob("*.json")  # its report says why nothing ran there
+        assert json.loads(listed.read_text())["checks"] == [] and "no GPU" in json.loads(listed.read_text())["skipped"]
         reports = run_node_doctors(tmp_path / "sweep", lines.append, mode="all")
         (label, report), = reports.items()
         saved = json.loads((tmp_path / "sweep" / "doctor" / f"{label}.json").read_text())

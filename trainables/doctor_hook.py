@@ -56,7 +56,10 @@ def run_node_doctors(sweep_dir: Path, out: Callable[[str], None], mode: str | No
         gpus = float(node.get("Resources", {}).get("GPU", 0))
         label = _node_label(node)
         if gpus < 1 and mode != "all":
-            out(f"doctor: node {label} has no GPU: its runs train eagerly (fast_path: eager, reason: cpu)")
+            path = sweep_dir / "doctor" / f"{label}.json"  # every node has its report, this one says why it is short
+            atomic_write_json(path, {"device": "cpu", "checks": [], "skipped": "no GPU: its runs train eagerly "
+                                     "(fast_path: eager, reason: cpu); SYNTHRL_SWEEP_DOCTOR=all runs the doctor here too"})
+            out(f"doctor: node {label} has no GPU: its runs train eagerly (fast_path: eager, reason: cpu); {path}")
             continue
         strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         pending[label] = task.options(num_cpus=1, num_gpus=1 if gpus >= 1 else 0,
