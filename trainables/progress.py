@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ray import tune
 
-from trainables.launcher import latest_scores, progress_line, trial_label
+from trainables.status import latest_scores, progress_line, trial_label
 
 FINISHED_STATES = ("TERMINATED", "ERROR")
 # sweep name -> labels of the trials Tune had not finished when its experiment last ended. Ctrl-C makes Tune
