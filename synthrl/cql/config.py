@@ -1,85 +1,106 @@
 """Typed configuration of a CQL run (spec: cql.md): every hyper-parameter in one dataclass.
 
-``validate()`` raises UserError naming the field and what was expected, so bad input is caught at
-the edge (CLI, sweep file) before any work starts. Defaults are the paper's (tables 15 and 16).
+Each field declares its type, default, bounds and help once (``synthrl.config_fields.setting``):
+the ``synthrl run cql`` options, the sweep-file checks and params.json come from here. Defaults are
+the paper's (tables 15 and 16). ``validate()`` raises UserError naming the field and what was expected.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
+from synthrl.config_fields import config_from_mapping, setting, to_jsonable, validate_config
 from synthrl.errors import UserError
+from synthrl.utils.io import parse_seeds
 
 PRETRAIN_KINDS = ("none", "mdp", "iid", "identity", "mapping")
 ACCEL_MODES = ("auto", "eager", "graph")
+DEVICE_HELP = "auto, cpu or cuda[:N]"
 
 
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"cql.{name}: expected a positive integer, got {value!r}")
+def check_device(owner: str, device) -> None:
+    if not isinstance(device, str) or not (device in ("auto", "cpu") or device.startswith("cuda")):
+        raise UserError(f"{owner}.device: expected {DEVICE_HELP}, got {device!r}")
 
 
-def _nonneg_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"cql.{name}: expected an integer >= 0, got {value!r}")
-
-
-def _positive_float(name: str, value, allow_inf: bool = False) -> None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"cql.{name}: expected a positive number, got {value!r}") from None
-    if not v > 0 or (math.isinf(v) and not allow_inf):
-        raise UserError(f"cql.{name}: expected a positive number{' or inf' if allow_inf else ''}, got {value!r}")
+def check_seeds(owner: str, seeds) -> None:
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{owner}.seeds: seeds repeat in {list(seeds)!r}")
 
 
 @dataclass
 class CQLConfig:
     """One CQL run group: a dataset, a list of seeds (one ensemble member each), an optional pre-training."""
 
-    dataset: str                                   # D4RL name (hopper-medium-v2) or a D4RL-format HDF5 path
-    seeds: list[int] = field(default_factory=lambda: [0])
+    dataset: str = field(metadata=setting(
+        "D4RL dataset name (hopper-medium-v2, found in $D4RL_DATASET_DIR) or a D4RL-format HDF5 file",
+        metavar="NAME|FILE"))
+    seeds: list[int] = field(default_factory=lambda: [0], metadata=setting(
+        "seeds, one ensemble member each: 0-19 or 0,3,7", min=0, parse=parse_seeds))
     # -- forward-dynamics pre-training (spec section 2) ------------------------------------------
-    pretrain: str = "none"                         # none | mdp | iid | identity | mapping
-    pretrain_updates: int = 100_000
-    states: int = 100                              # synthetic MDP state count S
-    actions: int = 100                             # synthetic MDP action count A
-    policy_temperature: float = 1.0                # tau_pi ('inf': uniform)
-    transition_temperature: float = 1.0            # tau_P ('inf': uniform)
-    random_start: bool = False
-    trajectories: int = 1000                       # J
-    length: int = 1000                             # T
-    data_seed: int = 0                             # seeds iid/identity/mapping data (the MDP data has no seed)
-    pretrain_lr: float = 3e-4
-    pretrain_batch: int = 256
-    pretrain_seed: int = 42
+    pretrain: str = field(default="none", metadata=setting(
+        "synthetic pre-training data", choices=PRETRAIN_KINDS, sweep="pretrain.kind"))
+    pretrain_updates: int = field(default=100_000, metadata=setting(
+        "forward-dynamics pre-training updates", min=1, metavar="N", sweep="pretrain.updates"))
+    states: int = field(default=100, metadata=setting("synthetic MDP states S", min=2, metavar="S",
+                                                      sweep="pretrain.states"))
+    actions: int = field(default=100, metadata=setting("synthetic MDP actions A", min=2, metavar="A",
+                                                       sweep="pretrain.actions"))
+    policy_temperature: float = field(default=1.0, metadata=setting(
+        "synthetic MDP policy temperature tau_pi (inf: uniform)", above=0, allow_inf=True, metavar="T",
+        sweep="pretrain.policy_temperature"))
+    transition_temperature: float = field(default=1.0, metadata=setting(
+        "synthetic MDP transition temperature tau_P (inf: uniform)", above=0, allow_inf=True, metavar="T",
+        sweep="pretrain.transition_temperature"))
+    random_start: bool = field(default=False, metadata=setting(
+        "synthetic MDP: a random start state per trajectory", sweep="pretrain.random_start"))
+    trajectories: int = field(default=1000, metadata=setting("synthetic trajectories J", min=1, metavar="J"))
+    length: int = field(default=1000, metadata=setting("synthetic trajectory length T", min=1, metavar="T"))
+    data_seed: int = field(default=0, metadata=setting(
+        "seed of the iid/identity/mapping data (the MDP data has no seed)", min=0))
+    pretrain_lr: float = field(default=3e-4, metadata=setting("pre-training Adam learning rate", above=0))
+    pretrain_batch: int = field(default=256, metadata=setting("pre-training batch size", min=1, metavar="B"))
+    pretrain_seed: int = field(default=42, metadata=setting("seed of the pre-training batches", min=0))
     # -- fine-tuning (spec section 3) -----------------------------------------------------------
-    updates: int = 1_000_000
-    extra_updates: int = 0                         # table 28: CQL + 100k more
-    eval_every: int = 5000
-    eval_episodes: int = 10
-    finetune_ratio: float = 1.0                    # fraction of trajectories kept (seeded by the member seed)
-    batch_size: int = 256
-    discount: float = 0.99
-    policy_lr: float = 3e-4
-    q_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    soft_target_tau: float = 5e-3
-    cql_n_actions: int = 3
-    cql_temperature: float = 1.0
-    cql_min_q_weight: float = 5.0
-    importance_sampling: bool = True
-    safe_q_factor: float = 100.0                   # q_max = factor * max(dataset reward); 0 disables
-    action_clip: float = 0.999
-    hidden: int = 256
-    env_version: str = "v4"
+    updates: int = field(default=1_000_000, metadata=setting("fine-tuning updates", min=1, metavar="N",
+                                                             sweep="finetune.updates"))
+    extra_updates: int = field(default=0, metadata=setting(
+        "more fine-tuning updates (table 28: 100000)", min=0, metavar="N", sweep="finetune.extra_updates"))
+    eval_every: int = field(default=5000, metadata=setting("updates between evaluations", min=1, metavar="N",
+                                                           sweep="finetune.eval_every"))
+    eval_episodes: int = field(default=10, metadata=setting("evaluation episodes per seed", min=1, metavar="N",
+                                                            sweep="finetune.eval_episodes"))
+    finetune_ratio: float = field(default=1.0, metadata=setting(
+        "fraction of the dataset's trajectories used (seeded per member seed)", above=0, max=1, metavar="F",
+        sweep="finetune.finetune_ratio"))
+    batch_size: int = field(default=256, metadata=setting("fine-tuning batch size", min=1, metavar="B"))
+    discount: float = field(default=0.99, metadata=setting("discount gamma", above=0, below=1))
+    policy_lr: float = field(default=3e-4, metadata=setting("policy Adam learning rate", above=0))
+    q_lr: float = field(default=3e-4, metadata=setting("Q-network Adam learning rate", above=0))
+    alpha_lr: float = field(default=3e-4, metadata=setting("entropy temperature Adam learning rate", above=0))
+    soft_target_tau: float = field(default=5e-3, metadata=setting("Polyak rate of the target Q-networks",
+                                                                  above=0, max=1))
+    cql_n_actions: int = field(default=3, metadata=setting("sampled actions in the CQL term (table 16)", min=1,
+                                                           metavar="N"))
+    cql_temperature: float = field(default=1.0, metadata=setting("temperature of the CQL logsumexp", above=0))
+    cql_min_q_weight: float = field(default=5.0, metadata=setting("weight of the CQL penalty", min=0))
+    importance_sampling: bool = field(default=True, metadata=setting("importance-sampled CQL logsumexp"))
+    safe_q_factor: float = field(default=100.0, metadata=setting(
+        "q_max = factor * max(dataset reward); 0 disables", min=0))
+    action_clip: float = field(default=0.999, metadata=setting("clip of dataset actions", above=0, max=1))
+    hidden: int = field(default=256, metadata=setting("hidden units of the MLPs", min=1))
+    env_version: str = field(default="v4", metadata=setting("MuJoCo environment version", choices=("v4", "v5")))
     # -- execution (not science: results do not depend on these, except rng_chunk) -------------
-    device: str = "auto"
-    accel: str = "auto"                            # auto (CUDA graph on cuda) | eager | graph
-    rng_chunk: int = 64                            # updates whose random numbers are drawn in one go
-    matmul_precision: str = "highest"              # CUDA fp32 matmuls: highest (fp32) | high (TF32) | medium
-    eval_overlap: str = "auto"                     # evaluate a snapshot while training goes on: auto (on cuda) | on | off
+    device: str = field(default="auto", metadata=setting(DEVICE_HELP, execution_only=True))
+    accel: str = field(default="auto", metadata=setting(
+        "auto: CUDA graph on cuda, eager on cpu", choices=ACCEL_MODES, execution_only=True))
+    rng_chunk: int = field(default=64, metadata=setting("updates whose random numbers are drawn in one go", min=1))
+    matmul_precision: str = field(default="highest", metadata=setting(
+        "CUDA fp32 matmul precision (high: TF32; faster, check the learning curves)",
+        choices=("highest", "high", "medium")))
+    eval_overlap: str = field(default="auto", metadata=setting(
+        "evaluate a snapshot of the policies while training goes on (auto: on cuda)", choices=("auto", "on", "off"),
+        execution_only=True))
 
     @property
     def total_updates(self) -> int:
@@ -90,64 +111,15 @@ class CQLConfig:
         return "cql" if self.pretrain == "none" else f"cql+{self.pretrain}"
 
     def validate(self) -> "CQLConfig":
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise UserError(f"cql.dataset: expected a dataset name or HDF5 path, got {self.dataset!r}")
-        if not isinstance(self.seeds, (list, tuple)) or not self.seeds:
-            raise UserError(f"cql.seeds: expected a non-empty list of seeds, got {self.seeds!r}")
-        for s in self.seeds:
-            _nonneg_int("seeds", s)
-        if len(set(self.seeds)) != len(self.seeds):
-            raise UserError(f"cql.seeds: seeds repeat in {list(self.seeds)!r}")
-        if self.pretrain not in PRETRAIN_KINDS:
-            raise UserError(f"cql.pretrain: expected one of {', '.join(PRETRAIN_KINDS)}, got {self.pretrain!r}")
-        for name in ("pretrain_updates", "states", "actions", "trajectories", "length", "pretrain_batch",
-                     "updates", "eval_every", "eval_episodes", "batch_size", "cql_n_actions", "hidden", "rng_chunk"):
-            _positive_int(name, getattr(self, name))
-        for name in ("data_seed", "pretrain_seed", "extra_updates"):
-            _nonneg_int(name, getattr(self, name))
-        if self.states < 2 or self.actions < 2:
-            raise UserError(f"cql.states/actions: expected at least 2 each, got {self.states}/{self.actions}")
-        for name in ("policy_temperature", "transition_temperature"):
-            _positive_float(name, getattr(self, name), allow_inf=True)
-        for name in ("pretrain_lr", "policy_lr", "q_lr", "alpha_lr", "cql_temperature"):
-            _positive_float(name, getattr(self, name))
-        for name in ("cql_min_q_weight", "safe_q_factor"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (v >= 0 and math.isfinite(v)):
-                raise UserError(f"cql.{name}: expected a finite number >= 0, got {v!r}")
-        if not 0 < float(self.finetune_ratio) <= 1:
-            raise UserError(f"cql.finetune_ratio: expected a fraction in (0, 1], got {self.finetune_ratio!r}")
-        if not 0 < float(self.discount) < 1:
-            raise UserError(f"cql.discount: expected a number in (0, 1), got {self.discount!r}")
-        if not 0 < float(self.soft_target_tau) <= 1:
-            raise UserError(f"cql.soft_target_tau: expected a number in (0, 1], got {self.soft_target_tau!r}")
-        if not 0 < float(self.action_clip) <= 1:
-            raise UserError(f"cql.action_clip: expected a number in (0, 1], got {self.action_clip!r}")
-        if self.env_version not in ("v4", "v5"):
-            raise UserError(f"cql.env_version: expected v4 or v5, got {self.env_version!r}")
-        if self.matmul_precision not in ("highest", "high", "medium"):
-            raise UserError(f"cql.matmul_precision: expected highest, high or medium, got {self.matmul_precision!r}")
-        if self.eval_overlap not in ("auto", "on", "off"):
-            raise UserError(f"cql.eval_overlap: expected auto, on or off, got {self.eval_overlap!r}")
-        if self.accel not in ACCEL_MODES:
-            raise UserError(f"cql.accel: expected one of {', '.join(ACCEL_MODES)}, got {self.accel!r}")
-        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
-            raise UserError(f"cql.device: expected auto, cpu or cuda[:N], got {self.device!r}")
-        self.seeds = [int(s) for s in self.seeds]
+        validate_config(self, "cql")
+        check_seeds("cql", self.seeds)
+        check_device("cql", self.device)
         return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_jsonable(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "CQLConfig":
         """Build from a mapping (sweep file, params.json); unknown keys are a UserError naming them."""
-        if not isinstance(data, dict):
-            raise UserError(f"cql config: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"cql config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if "dataset" not in data:
-            raise UserError("cql config: missing field 'dataset'")
-        return cls(**data).validate()
+        return config_from_mapping(cls, data, "cql")

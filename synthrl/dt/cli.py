@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from synthrl.cli import fraction, nonneg_int, positive_int, temperature
+from synthrl.config_fields import add_config_arguments, add_run_options, config_from_args
+from synthrl.dt.config import DTConfig, DTPretrainConfig
 from synthrl.errors import UserError
 
 
@@ -17,63 +18,16 @@ FAST_PATH_HELP = ("before the first update, check the fast path (compiled, bf16)
                   "of the model (on a mismatch: train eagerly in fp32)")
 
 
-def _checkpoint_list(text: str) -> tuple[int, ...]:
-    try:
-        steps = tuple(int(float(x)) if "e" in x.lower() else int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of steps like 1,1000,20000, got {text!r}")
-    if not steps or any(s < 1 for s in steps):
-        raise argparse.ArgumentTypeError(f"expected positive steps like 1,1000,20000, got {text!r}")
-    return steps
-
-
-def _target_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected target returns like 3600,1800, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected target returns like 3600,1800, got {text!r}")
-    return values
-
-
 # ---------------------------------------------------------------------------------------------
 # dt-pretrain
 # ---------------------------------------------------------------------------------------------
 def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run directory (params.json, metrics.csv, artifact.json, DONE)")
-    p.add_argument("--data", default="mc", choices=["mc", "iid", "identity", "mapping", "text"])
-    p.add_argument("--states", type=positive_int, default=100, help="M: MC/IID vocabulary (default 100)")
-    p.add_argument("--order", type=positive_int, default=1, help="n: Markov-chain order (default 1)")
-    p.add_argument("--temperature", type=temperature, default=1.0, help="tau (default 1; 'inf' = uniform)")
-    p.add_argument("--data-seed", type=nonneg_int, default=666)
-    p.add_argument("--steps", type=positive_int, default=80000)
-    p.add_argument("--checkpoints", type=_checkpoint_list, default=None,
-                   help="steps to save (default 1,1000,8000,10000,20000,40000,60000,80000 cut to --steps, plus --steps)")
-    p.add_argument("--corpus", default=None, help="--data text: a UTF-8 text file (byte-level tokens)")
-    p.add_argument("--warmup-steps", type=nonneg_int, default=10000)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--seq-len", type=positive_int, default=1024)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--loss-chunk", type=positive_int, default=4096, help="logit rows materialised at a time")
-    p.add_argument("--progress-every", type=positive_int, default=1000, help="steps between resumable saves")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--fast-path-check", choices=("on", "off"), default="on", help=FAST_PATH_HELP)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(p, DTPretrainConfig)
+    add_run_options(p, FAST_PATH_HELP, out_help="run directory (params.json, metrics.csv, artifact.json, DONE)")
 
 
-def pretrain_config_from_args(args) -> "DTPretrainConfig":  # noqa: F821
-    from synthrl.dt.config import DTPretrainConfig
-
-    kw = dict(data=args.data, states=args.states, order=args.order, temperature=args.temperature,
-              data_seed=args.data_seed, corpus=args.corpus, device=args.device, warmup_steps=args.warmup_steps,
-              batch_size=args.batch_size, seq_len=args.seq_len, precision=args.precision, compile=args.compile,
-              loss_chunk=args.loss_chunk, progress_every=args.progress_every)
-    if args.checkpoints is not None:
-        kw["checkpoints"] = args.checkpoints
-    return DTPretrainConfig.with_defaults_for(args.steps, **kw).validate()
+def pretrain_config_from_args(args) -> DTPretrainConfig:
+    return config_from_args(DTPretrainConfig, args)
 
 
 def _prepare_run_dir(out: str, params: dict, resume: bool):
@@ -124,46 +78,12 @@ def main_pretrain(args) -> int:
 # dt (fine-tuning + evaluation)
 # ---------------------------------------------------------------------------------------------
 def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="D4RL name (hopper-medium-v2) or a D4RL-format HDF5 file")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--pretrained", default="none",
-                   help="a dt-pretrain run directory, a pre-training artifact directory, a GPT-2-format "
-                        "checkpoint file, or none (plain DT; default)")
-    p.add_argument("--pretrain-step", type=positive_int, default=20000,
-                   help="which pre-training checkpoint to fine-tune from (default 20000)")
-    p.add_argument("--updates", type=positive_int, default=100000)
-    p.add_argument("--extra-updates", type=nonneg_int, default=0, help="more fine-tuning updates (table 26)")
-    p.add_argument("--eval-every", type=positive_int, default=5000)
-    p.add_argument("--eval-episodes", type=positive_int, default=10)
-    p.add_argument("--seeds", default="0", help="seed ensemble trained together: 0-19, 0,3,7 or 5")
-    p.add_argument("--finetune-ratio", type=fraction, default=1.0, help="fraction of trajectories used")
-    p.add_argument("--targets", type=_target_list, default=None, help="target returns (default: the spec's)")
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--context", type=positive_int, default=20)
-    p.add_argument("--warmup-steps", type=nonneg_int, default=5000)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--env-version", default="v4", choices=["v4", "v5"])
-    p.add_argument("--eval-workers", type=nonneg_int, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--fast-path-check", choices=("on", "off"), default="on", help=FAST_PATH_HELP)
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--no-progress", action="store_true")
+    add_config_arguments(p, DTConfig)
+    add_run_options(p, FAST_PATH_HELP, out_help="run directory (params.json, metrics.csv, checkpoint/, DONE)")
 
 
-def finetune_config_from_args(args):
-    from synthrl.dt.config import DTConfig
-    from synthrl.utils.io import parse_seeds
-
-    pretrained = None if str(args.pretrained).lower() == "none" else args.pretrained
-    return DTConfig(
-        dataset=args.dataset, seeds=parse_seeds(args.seeds), pretrained_path=pretrained,
-        pretrain_step=args.pretrain_step, updates=args.updates, extra_updates=args.extra_updates,
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes, finetune_ratio=args.finetune_ratio,
-        targets=args.targets, batch_size=args.batch_size, context=args.context, warmup_steps=args.warmup_steps,
-        precision=args.precision, compile=args.compile, env_version=args.env_version,
-        eval_workers=args.eval_workers, device=args.device,
-    ).validate()
+def finetune_config_from_args(args) -> DTConfig:
+    return config_from_args(DTConfig, args)
 
 
 def main_finetune(args) -> int:

@@ -1,19 +1,24 @@
 """Typed configurations for Decision Transformer pre-training and fine-tuning (spec: dt.md).
 
-Every hyper-parameter lives in one dataclass; ``validate()`` raises UserError naming the field and
-what was expected, so bad input is caught at the edge (CLI, sweep file) before any work starts.
+Each field declares its type, default, bounds and help once (``synthrl.config_fields.setting``):
+the ``synthrl run dt`` / ``dt-pretrain`` options, the sweep-file checks, params.json and the
+pre-training artifact's key come from here. ``validate()`` raises UserError naming the field.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from synthrl.config_fields import config_from_mapping, setting, to_jsonable, validate_config
+from synthrl.cql.config import DEVICE_HELP, check_device, check_seeds
 from synthrl.errors import UserError
+from synthrl.utils.io import parse_seeds
 
 PRETRAIN_DATA = ("mc", "iid", "identity", "mapping", "text")
 DEFAULT_CHECKPOINTS = (1, 1000, 8000, 10000, 20000, 40000, 60000, 80000)
+PRECISIONS = ("auto", "fp32", "bf16")
+SWITCH = ("auto", "on", "off")
 
 # Evaluation targets per environment (spec section 5); the first of each is the reported one.
 TARGET_RETURNS: dict[str, tuple[float, ...]] = {
@@ -28,42 +33,21 @@ TARGET_RETURNS: dict[str, tuple[float, ...]] = {
 class BackboneConfig:
     """GPT-2-style decoder (spec section 1)."""
 
-    n_layer: int = 3
-    n_head: int = 1
-    n_embd: int = 128
-    n_inner: int = 512
-    n_positions: int = 1024
-    layer_norm_eps: float = 1e-5
-    activation: str = "relu"  # "relu" (spec) or "gelu_new" (HF GPT-2's default, for imported checkpoints)
+    n_layer: int = field(default=3, metadata=setting("transformer blocks", min=1))
+    n_head: int = field(default=1, metadata=setting("attention heads", min=1))
+    n_embd: int = field(default=128, metadata=setting("embedding width", min=1))
+    n_inner: int = field(default=512, metadata=setting("MLP width", min=1))
+    n_positions: int = field(default=1024, metadata=setting("position table size", min=1))
+    layer_norm_eps: float = field(default=1e-5, metadata=setting("layer-norm epsilon", above=0))
+    activation: str = field(default="relu", metadata=setting(
+        "relu (spec) or gelu_new (HF GPT-2's default, for imported checkpoints)",
+        choices=("relu", "gelu_new", "gelu")))
 
     def validate(self) -> "BackboneConfig":
-        for name in ("n_layer", "n_head", "n_embd", "n_inner", "n_positions"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"backbone.{name}: expected a positive integer, got {getattr(self, name)!r}")
+        validate_config(self, "backbone")
         if self.n_embd % self.n_head:
             raise UserError(f"backbone: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.activation not in ("relu", "gelu_new", "gelu"):
-            raise UserError(f"backbone.activation: expected relu, gelu or gelu_new, got {self.activation!r}")
         return self
-
-
-def _check_positive_int(owner: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{owner}.{name}: expected a positive integer, got {value!r}")
-
-
-def _check_nonneg_int(owner: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"{owner}.{name}: expected an integer >= 0, got {value!r}")
-
-
-def _check_positive_float(owner: str, name: str, value, allow_inf: bool = False) -> None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{owner}.{name}: expected a positive number, got {value!r}") from None
-    if not v > 0 or (math.isinf(v) and not allow_inf):
-        raise UserError(f"{owner}.{name}: expected a positive number{' or inf' if allow_inf else ''}, got {value!r}")
 
 
 @dataclass
@@ -75,35 +59,57 @@ class DTPretrainConfig:
     decay to 0 at ``steps``.
     """
 
-    data: str = "mc"                 # mc | iid | identity | mapping | text
-    states: int = 100                # M: MC/IID vocabulary
-    order: int = 1                   # n: MC order ("MC steps")
-    temperature: float = 1.0         # tau
-    data_seed: int = 666             # sigma: seeds the MC transition rows and the token stream
-    steps: int = 80000
-    checkpoints: tuple[int, ...] = DEFAULT_CHECKPOINTS
-    corpus: str | None = None        # --data text: path of a UTF-8 text file
-    device: str = "auto"
+    data: str = field(default="mc", metadata=setting("pre-training tokens", choices=PRETRAIN_DATA,
+                                                     sweep="pretrain.data"))
+    states: int = field(default=100, metadata=setting(
+        "M: MC/IID vocabulary (at least 2)", min=1, sweep="pretrain.states", when={"data": ("mc", "iid")}))
+    order: int = field(default=1, metadata=setting(
+        "n: Markov-chain order (MC steps)", min=1, sweep="pretrain.order", when={"data": ("mc",)}))
+    temperature: float = field(default=1.0, metadata=setting(
+        "tau: Markov-chain temperature (inf: uniform)", above=0, allow_inf=True, metavar="T",
+        sweep="pretrain.temperature", when={"data": ("mc",)}))
+    data_seed: int = field(default=666, metadata=setting(
+        "sigma: seeds the MC transition rows and the token stream", min=0, sweep="pretrain.data_seed"))
+    steps: int = field(default=80000, metadata=setting("pre-training steps", min=1, sweep="pretrain.steps"))
+    checkpoints: tuple[int, ...] = field(default=DEFAULT_CHECKPOINTS, metadata=setting(
+        "steps to save (the default set is cut to --steps, plus --steps)", min=1, metavar="STEPS",
+        sweep="pretrain.checkpoints"))
+    corpus: str | None = field(default=None, metadata=setting(
+        "--data text: a UTF-8 text file you supply (byte-level tokens)", metavar="FILE",
+        sweep="pretrain.corpus", when={"data": ("text",)}))
+    device: str = field(default="auto", metadata=setting(DEVICE_HELP, execution_only=True))
     # training hyper-parameters (spec section 2)
-    seq_len: int = 1024
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-6
-    warmup_steps: int = 10000
-    dropout: float = 0.1
-    init_seed: int = 0               # model init and dropout stream (the token stream uses data_seed)
-    loss_chunk: int = 4096           # rows of logits materialised at a time (bounded memory for large M)
-    progress_every: int = 1000       # save a resumable progress checkpoint every this many steps
-    log_every: int = 100             # loss-curve rows
-    precision: str = "auto"          # auto (bf16 autocast on cuda, fp32 on cpu) | fp32 | bf16
-    compile: str = "auto"            # auto (torch.compile on cuda) | on | off
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    seq_len: int = field(default=1024, metadata=setting("tokens per sequence", min=1))
+    batch_size: int = field(default=64, metadata=setting("sequences per step", min=1))
+    lr: float = field(default=3e-4, metadata=setting("AdamW peak learning rate", above=0))
+    weight_decay: float = field(default=0.01, metadata=setting("AdamW weight decay", min=0))
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata=setting("AdamW betas", min=0, below=1))
+    eps: float = field(default=1e-6, metadata=setting("AdamW epsilon", above=0))
+    warmup_steps: int = field(default=10000, metadata=setting("linear warm-up steps", min=0))
+    dropout: float = field(default=0.1, metadata=setting("dropout (residual, attention, embedding)",
+                                                         min=0, below=1))
+    init_seed: int = field(default=0, metadata=setting(
+        "model init and dropout stream (the token stream uses data_seed)", min=0))
+    loss_chunk: int = field(default=4096, metadata=setting(
+        "logit rows materialised at a time (bounded memory for large M)", min=1, execution_only=True))
+    progress_every: int = field(default=1000, metadata=setting(
+        "steps between resumable progress saves", min=1, execution_only=True))
+    log_every: int = field(default=100, metadata=setting("steps between loss-curve rows", min=1,
+                                                         execution_only=True))
+    precision: str = field(default="auto", metadata=setting(
+        "auto (bf16 autocast on cuda, fp32 on cpu) | fp32 | bf16", choices=PRECISIONS))
+    compile: str = field(default="auto", metadata=setting(
+        "torch.compile (auto: on cuda)", choices=SWITCH, execution_only=True))
+    backbone: BackboneConfig = field(default_factory=BackboneConfig, metadata=setting(
+        "the decoder's shape", cli=False))
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):  # from JSON (a sweep trial, params.json)
-            self.backbone = BackboneConfig(**self.backbone)
+            self.backbone = config_from_mapping(BackboneConfig, self.backbone, "dt-pretrain.backbone")
+        if isinstance(self.checkpoints, list):
+            self.checkpoints = tuple(self.checkpoints)
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)
         if tuple(self.checkpoints) == DEFAULT_CHECKPOINTS and self.steps != DEFAULT_CHECKPOINTS[-1]:
             # the spec's set, cut to a shorter (or extended to a longer) run, which always saves its last step
             steps = self.steps if isinstance(self.steps, int) and self.steps > 0 else DEFAULT_CHECKPOINTS[-1]
@@ -111,16 +117,10 @@ class DTPretrainConfig:
 
     def validate(self) -> "DTPretrainConfig":
         o = "dt-pretrain"
-        if self.data not in PRETRAIN_DATA:
-            raise UserError(f"{o}.data: expected one of {', '.join(PRETRAIN_DATA)}, got {self.data!r}")
-        for name in ("states", "order", "steps", "seq_len", "batch_size", "loss_chunk", "progress_every", "log_every"):
-            _check_positive_int(o, name, getattr(self, name))
-        for name in ("data_seed", "warmup_steps", "init_seed"):
-            _check_nonneg_int(o, name, getattr(self, name))
-        _check_positive_float(o, "temperature", self.temperature, allow_inf=True)
-        _check_positive_float(o, "lr", self.lr)
+        validate_config(self, o)
         if self.data in ("mc", "iid") and self.states < 2:
             raise UserError(f"{o}.states: expected at least 2 states, got {self.states}")
+        check_device(o, self.device)
         if self.data == "text":
             if not self.corpus:
                 raise UserError(f"{o}: --data text needs --corpus FILE (a UTF-8 text file you supply)")
@@ -128,23 +128,12 @@ class DTPretrainConfig:
                 raise UserError(f"--corpus {self.corpus}: no such file")
         elif self.corpus:
             raise UserError(f"{o}.corpus: only used with --data text (got --data {self.data})")
-        cps = tuple(self.checkpoints)
-        if not cps:
-            raise UserError(f"{o}.checkpoints: expected at least one step")
-        for c in cps:
-            if isinstance(c, bool) or not isinstance(c, int) or c < 1:
-                raise UserError(f"{o}.checkpoints: expected positive integers, got {c!r}")
+        for c in self.checkpoints:
             if c > self.steps:
                 raise UserError(f"{o}.checkpoints: step {c} is beyond --steps {self.steps}")
         if self.seq_len > self.backbone.n_positions:
             raise UserError(f"{o}.seq_len {self.seq_len} exceeds the position table ({self.backbone.n_positions})")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"{o}.dropout: expected a number in [0, 1), got {self.dropout!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise UserError(f"{o}.precision: expected auto, fp32 or bf16, got {self.precision!r}")
-        if self.compile not in ("auto", "on", "off"):
-            raise UserError(f"{o}.compile: expected auto, on or off, got {self.compile!r}")
-        self.checkpoints = tuple(sorted(set(cps)))
+        self.checkpoints = tuple(sorted(set(self.checkpoints)))
         self.backbone.validate()
         return self
 
@@ -155,25 +144,15 @@ class DTPretrainConfig:
         return cls(steps=steps, checkpoints=kw.pop("checkpoints", cps), **kw)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["checkpoints"] = list(self.checkpoints)
-        d["betas"] = list(self.betas)
-        return d
+        return to_jsonable(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "DTPretrainConfig":
-        d = dict(d)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"dt-pretrain: unknown field(s) {', '.join(unknown)}")
-        if "backbone" in d and isinstance(d["backbone"], dict):
-            d["backbone"] = BackboneConfig(**d["backbone"])
-        if "checkpoints" in d:
-            d["checkpoints"] = tuple(int(c) for c in d["checkpoints"])
-        if "betas" in d:
-            d["betas"] = tuple(float(b) for b in d["betas"])
-        return cls(**d)
+        return config_from_mapping(cls, d, "dt-pretrain")
+
+
+def _pretrained_path(text: str):
+    return None if text.strip().lower() == "none" else text
 
 
 @dataclass
@@ -185,45 +164,68 @@ class DTConfig:
     directory, an artifact directory or a GPT-2-format checkpoint file), or neither (plain DT).
     """
 
-    dataset: str = ""
-    seeds: list[int] = field(default_factory=lambda: [0])
-    pretrain: DTPretrainConfig | None = None
-    pretrain_step: int = 20000
-    pretrained_path: str | None = None
-    updates: int = 100000
-    extra_updates: int = 0           # table 26: +20k / +80k fine-tuning updates
-    eval_every: int = 5000
-    eval_episodes: int = 10
-    finetune_ratio: float = 1.0      # figure 11: fraction of the dataset's trajectories used
-    finetune_ratio_seed: int = 0     # which trajectories are kept (shared by the ensemble)
-    device: str = "auto"
-    env_version: str = "v4"
-    targets: tuple[float, ...] | None = None  # None: the spec's targets for the environment
-    eval_workers: int | None = None
+    dataset: str = field(default="", metadata=setting(
+        "D4RL name (hopper-medium-v2) or a D4RL-format HDF5 file", metavar="NAME|FILE", required=True))
+    seeds: list[int] = field(default_factory=lambda: [0], metadata=setting(
+        "seed ensemble trained together: 0-19, 0,3,7 or 5", min=0, parse=parse_seeds))
+    pretrain: DTPretrainConfig | None = field(default=None, metadata=setting(
+        "pre-training of the backbone (an artifact, built if missing)", cli=False))
+    pretrain_step: int = field(default=20000, metadata=setting(
+        "which pre-training checkpoint to fine-tune from", min=1, sweep="finetune.pretrain_step"))
+    pretrained_path: str | None = field(default=None, metadata=setting(
+        "a dt-pretrain run directory, a pre-training artifact directory, a GPT-2-format checkpoint file, "
+        "or none (plain DT)", flag="--pretrained", metavar="PATH", parse=_pretrained_path))
+    updates: int = field(default=100000, metadata=setting("fine-tuning updates", min=1, metavar="N",
+                                                          sweep="finetune.updates"))
+    extra_updates: int = field(default=0, metadata=setting(
+        "more fine-tuning updates (table 26: 20000 / 80000)", min=0, metavar="N", sweep="finetune.extra_updates"))
+    eval_every: int = field(default=5000, metadata=setting("updates between evaluations", min=1, metavar="N",
+                                                           sweep="finetune.eval_every"))
+    eval_episodes: int = field(default=10, metadata=setting("evaluation episodes per seed and target", min=1,
+                                                            metavar="N", sweep="finetune.eval_episodes"))
+    finetune_ratio: float = field(default=1.0, metadata=setting(
+        "fraction of the dataset's trajectories used (figure 11)", above=0, max=1, metavar="F",
+        sweep="finetune.finetune_ratio"))
+    finetune_ratio_seed: int = field(default=0, metadata=setting(
+        "which trajectories are kept (shared by the ensemble)", min=0))
+    device: str = field(default="auto", metadata=setting(DEVICE_HELP, execution_only=True))
+    env_version: str = field(default="v4", metadata=setting("MuJoCo environment version", choices=("v4", "v5")))
+    targets: tuple[float, ...] | None = field(default=None, metadata=setting(
+        "target returns, the first one reported (none: the spec's for the environment)", metavar="R,R"))
+    eval_workers: int | None = field(default=None, metadata=setting(
+        "evaluation worker processes (none: the free-core rule)", min=0, execution_only=True))
     # fine-tuning hyper-parameters (spec section 4)
-    context: int = 20                # K
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    eps: float | None = None         # None: 1e-6 with a pre-trained backbone, 1e-8 without
-    warmup_steps: int = 5000
-    grad_clip: float = 0.25
-    resid_dropout: float = 0.2
-    attn_dropout: float = 0.1
-    embd_dropout: float = 0.1        # HF GPT-2 default (the reference kept it)
-    max_ep_len: int = 1000           # timestep table of the plain DT; timesteps clipped to max_ep_len - 1
-    rtg_scale: float = 1000.0
-    action_pad: float = -10.0
-    precision: str = "auto"          # auto (bf16 autocast on cuda) | fp32 | bf16
-    compile: str = "auto"            # auto (torch.compile on cuda) | on | off
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    context: int = field(default=20, metadata=setting("K: context length in timesteps", min=1))
+    batch_size: int = field(default=64, metadata=setting("fine-tuning batch size", min=1, metavar="B"))
+    lr: float = field(default=1e-4, metadata=setting("AdamW learning rate", above=0))
+    weight_decay: float = field(default=1e-4, metadata=setting("AdamW weight decay", min=0))
+    eps: float | None = field(default=None, metadata=setting(
+        "AdamW epsilon (none: 1e-6 with a pre-trained backbone, 1e-8 without)", above=0))
+    warmup_steps: int = field(default=5000, metadata=setting("linear warm-up updates", min=0))
+    grad_clip: float = field(default=0.25, metadata=setting("gradient-norm clip", above=0))
+    resid_dropout: float = field(default=0.2, metadata=setting("residual dropout", min=0, below=1))
+    attn_dropout: float = field(default=0.1, metadata=setting("attention dropout", min=0, below=1))
+    embd_dropout: float = field(default=0.1, metadata=setting(
+        "embedding dropout (HF GPT-2 default, the reference kept it)", min=0, below=1))
+    max_ep_len: int = field(default=1000, metadata=setting(
+        "timestep table of the plain DT; timesteps clipped to max_ep_len - 1", min=1))
+    rtg_scale: float = field(default=1000.0, metadata=setting("return-to-go scale", above=0))
+    action_pad: float = field(default=-10.0, metadata=setting("padding value of actions"))
+    precision: str = field(default="auto", metadata=setting("auto (bf16 autocast on cuda) | fp32 | bf16",
+                                                            choices=PRECISIONS))
+    compile: str = field(default="auto", metadata=setting("torch.compile (auto: on cuda)", choices=SWITCH,
+                                                          execution_only=True))
+    backbone: BackboneConfig = field(default_factory=BackboneConfig, metadata=setting(
+        "the decoder's shape (a pre-trained backbone brings its own)", cli=False))
 
     def __post_init__(self) -> None:
         if isinstance(self.backbone, dict):
-            self.backbone = BackboneConfig(**self.backbone)
+            self.backbone = config_from_mapping(BackboneConfig, self.backbone, "dt.backbone")
         if isinstance(self.pretrain, dict):
             self.pretrain = DTPretrainConfig.from_dict(self.pretrain)
         self.seeds = [int(s) for s in self.seeds] if isinstance(self.seeds, (list, tuple)) else self.seeds
+        if isinstance(self.targets, list):
+            self.targets = tuple(self.targets)
 
     @property
     def total_updates(self) -> int:
@@ -243,44 +245,18 @@ class DTConfig:
         o = "dt"
         if not self.dataset:
             raise UserError(f"{o}.dataset: a dataset name or HDF5 file is required (--dataset)")
-        if not self.seeds:
-            raise UserError(f"{o}.seeds: expected at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise UserError(f"{o}.seeds: seeds repeat in {self.seeds}")
-        for s in self.seeds:
-            _check_nonneg_int(o, "seeds", s)
-        for name in ("updates", "eval_every", "eval_episodes", "context", "batch_size", "max_ep_len"):
-            _check_positive_int(o, name, getattr(self, name))
-        for name in ("extra_updates", "warmup_steps", "finetune_ratio_seed"):
-            _check_nonneg_int(o, name, getattr(self, name))
-        _check_positive_float(o, "lr", self.lr)
-        _check_positive_float(o, "grad_clip", self.grad_clip)
-        if not 0 < float(self.finetune_ratio) <= 1:
-            raise UserError(f"{o}.finetune_ratio: expected a fraction in (0, 1], got {self.finetune_ratio!r}")
+        validate_config(self, o)
+        check_seeds(o, self.seeds)
+        check_device(o, self.device)
         if self.pretrain is not None and self.pretrained_path is not None:
             raise UserError(f"{o}: give either a pre-training config or --pretrained PATH, not both")
-        if self.pretrain is not None:
-            self.pretrain.validate()
-            if self.pretrain_step not in self.pretrain.checkpoints:
-                raise UserError(
-                    f"{o}.pretrain_step: {self.pretrain_step} is not one of the pre-training checkpoints "
-                    f"{list(self.pretrain.checkpoints)}"
-                )
+        if self.pretrain is not None and self.pretrain_step not in self.pretrain.checkpoints:
+            raise UserError(f"{o}.pretrain_step: {self.pretrain_step} is not one of the pre-training checkpoints "
+                            f"{list(self.pretrain.checkpoints)}")
         if self.pretrained_path is not None and not Path(self.pretrained_path).expanduser().exists():
             raise UserError(f"--pretrained {self.pretrained_path}: no such file or directory")
         if 3 * self.context > self.backbone.n_positions:
             raise UserError(f"{o}.context: 3 x {self.context} tokens exceed the position table")
-        for name in ("resid_dropout", "attn_dropout", "embd_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise UserError(f"{o}.{name}: expected a number in [0, 1), got {getattr(self, name)!r}")
-        if self.targets is not None:
-            if not self.targets:
-                raise UserError(f"{o}.targets: expected at least one target return")
-            self.targets = tuple(float(t) for t in self.targets)
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise UserError(f"{o}.precision: expected auto, fp32 or bf16, got {self.precision!r}")
-        if self.compile not in ("auto", "on", "off"):
-            raise UserError(f"{o}.compile: expected auto, on or off, got {self.compile!r}")
         self.backbone.validate()
         return self
 
@@ -292,10 +268,7 @@ class DTConfig:
         return TARGET_RETURNS[env]
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["pretrain"] = self.pretrain.to_dict() if self.pretrain is not None else None
-        d["targets"] = list(self.targets) if self.targets is not None else None
-        return d
+        return to_jsonable(self)
 
     def replace(self, **kw) -> "DTConfig":
         return replace(self, **kw)
