@@ -141,7 +141,7 @@ def test_text_pretraining_through_the_cli(tmp_path, capsys):
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["update"]) for r in rows] == [2, 3]  # logged at checkpoints and every 100 steps
     params = json.loads((out / "params.json").read_text())
-    assert params["artifact_params"]["data"]["kind"] == "text" and len(params["artifact_params"]["data"]["corpus_sha256"]) == 64
+    assert params["artifact_params"]["data"] == "text" and len(params["artifact_params"]["corpus_sha256"]) == 64
     # the same --out without --resume is refused with a one-line error
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err

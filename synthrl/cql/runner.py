@@ -24,11 +24,13 @@ import torch
 
 import synthrl
 from synthrl.cql.algorithm import STAT_NAMES, CQLEnsemble, LossSettings, MemberInit, deterministic_actions
+from synthrl.config_fields import content_key, result_params
 from synthrl.cql.config import CQLConfig
-from synthrl.cql.pretrain import build_pretrain_artifact_for, pretrain_params_for, transferred_q
+from synthrl.cql.pretrain import (ARTIFACT_KIND, FORMAT_VERSION, build_pretrain_artifact_for, pretrain_params_for,
+                                 transferred_q)
 from synthrl.errors import UserError
 from synthrl.utils.fastpath import decision
-from synthrl.utils.io import params_key, resolve_device
+from synthrl.utils.io import resolve_device
 
 METRIC_COLUMNS = ["seed", "update", "normalized_score", "return", "q_loss", "cql_loss", "policy_loss", "alpha",
                   "alpha_loss", "q_data", "return_std", "dataset", "variant", "env_id", "wall_clock_s"]
@@ -78,9 +80,7 @@ def run_params(config: CQLConfig) -> dict:
     from synthrl.envs import get_spec
 
     pp = pretrain_params(config)
-    cfg = config.to_dict()
-    for execution_only in ("device", "accel", "eval_overlap"):  # do not change results
-        cfg.pop(execution_only)
+    cfg = result_params(config)   # execution-only fields (device, accel, eval_overlap) left out
     return {
         "algorithm": "cql",
         "variant": config.variant,
@@ -93,7 +93,7 @@ def run_params(config: CQLConfig) -> dict:
         "seeds": list(config.seeds),
         "pretrain": config.pretrain,
         "pretrain_params": pp,
-        "pretrain_key": None if pp is None else params_key(pp, 1),
+        "pretrain_key": None if pp is None else content_key(ARTIFACT_KIND, pp, FORMAT_VERSION),
         "config": cfg,
         "total_updates": config.total_updates,
         "synthrl_version": synthrl.__version__,

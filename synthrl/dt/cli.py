@@ -47,15 +47,15 @@ def _prepare_run_dir(out: str, params: dict, resume: bool):
 
 def main_pretrain(args) -> int:
     from synthrl import __version__
-    from synthrl.dt.pretrain import ARTIFACT_KIND, build_pretrain_artifact, pretrain_params, step_filename
+    from synthrl.dt.pretrain import ARTIFACT_KIND, artifact_key, build_pretrain_artifact, pretrain_params, step_filename
     from synthrl.store import ArtifactStore
-    from synthrl.utils.io import atomic_write_json, params_key, resolve_device
+    from synthrl.utils.io import atomic_write_json, resolve_device
 
     cfg = pretrain_config_from_args(args)
     resolve_device(cfg.device)
     store = ArtifactStore()
     key_params = pretrain_params(cfg)
-    params = {"algorithm": "dt-pretrain", "artifact_kind": ARTIFACT_KIND, "artifact_key": params_key(key_params),
+    params = {"algorithm": "dt-pretrain", "artifact_kind": ARTIFACT_KIND, "artifact_key": artifact_key(cfg),
               "artifact_params": key_params, "store": str(store.root), "device": cfg.device,
               "synthrl_version": __version__}
     run_dir = _prepare_run_dir(args.out, params, args.resume)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from synthrl.config_fields import content_key, result_params
 from synthrl.dt.config import DTPretrainConfig
 from synthrl.dt.model import GPT2LM, ce_chunk, chunked_cross_entropy
 from synthrl.errors import UserError
@@ -38,35 +39,24 @@ def step_filename(step: int) -> str:
 
 
 def pretrain_params(cfg: DTPretrainConfig) -> dict:
-    """Every parameter that changes the pre-trained weights (the artifact key's content).
+    """Every parameter that changes the pre-trained weights: the artifact key's content (content_key).
 
-    Parameters a data kind ignores are left out, so e.g. two Identity runs that differ only in an
-    unused ``--states`` share one artifact. Device, compile and chunk size do not enter the key.
+    ``result_params``: the fields that are not execution-only (device, compile, chunk sizes) and apply to
+    the data kind (two Identity runs that differ only in an unused ``--states`` share one artifact);
+    a text corpus enters by its content, not its path.
     """
     cfg.validate()
-    data: dict[str, Any] = {"kind": cfg.data, "seed": cfg.data_seed, "length": cfg.seq_len}
-    if cfg.data == "mc":
-        data.update(states=cfg.states, order=cfg.order, temperature=float(cfg.temperature))
-    elif cfg.data == "iid":
-        data.update(states=cfg.states)
-    elif cfg.data == "text":
+    params = {"algorithm": ARTIFACT_KIND, **result_params(cfg)}
+    if cfg.data == "text":
         from synthrl.dt.text import TOKENIZER, corpus_sha256
 
-        data.update(corpus_sha256=corpus_sha256(cfg.corpus), tokenizer=TOKENIZER)
-    return {
-        "algorithm": "dt-pretrain",
-        "data": data,
-        "steps": cfg.steps,
-        "checkpoints": list(cfg.checkpoints),
-        "batch_size": cfg.batch_size,
-        "optimizer": {"name": "adamw", "lr": cfg.lr, "weight_decay": cfg.weight_decay, "betas": list(cfg.betas),
-                      "eps": cfg.eps, "no_decay": "bias+layernorm"},
-        "schedule": {"warmup_steps": cfg.warmup_steps, "decay_to_zero_at": cfg.steps},
-        "dropout": cfg.dropout,
-        "init_seed": cfg.init_seed,
-        "precision": cfg.precision,
-        "backbone": cfg.to_dict()["backbone"],
-    }
+        params.pop("corpus")
+        params.update(corpus_sha256=corpus_sha256(cfg.corpus), tokenizer=TOKENIZER)
+    return params
+
+
+def artifact_key(cfg: DTPretrainConfig) -> str:
+    return content_key(ARTIFACT_KIND, pretrain_params(cfg), FORMAT_VERSION)
 
 
 def make_token_source(cfg: DTPretrainConfig, device: str):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthrl.config_fields import content_key, result_params
 from synthrl.dt.config import DTConfig
 from synthrl.dt.fast import UpdateStep, compiled_or_eager, masked_action_loss, without_dropout  # noqa: F401
 from synthrl.dt.model import DecisionTransformer, infer_backbone_config
@@ -27,7 +28,7 @@ from synthrl.dt.pretrain import (ARTIFACT_KIND, FORMAT_VERSION, build_pretrain_a
 from synthrl.errors import UserError
 from synthrl.store import ArtifactStore
 from synthrl.utils.fastpath import Parity, compare_probes, decision, failed, probe_updates, tolerance_for
-from synthrl.utils.io import params_key, resolve_device, sha256_file
+from synthrl.utils.io import resolve_device, sha256_file
 
 STD_EPS = 1e-6
 
@@ -134,7 +135,7 @@ def pretrained_source(config: DTConfig, store: ArtifactStore | None, build: bool
         else:
             artifact = store.path(ARTIFACT_KIND, params, FORMAT_VERSION)
         return {"path": checkpoint_in_artifact(artifact, config.pretrain_step) if build else None,
-                "artifact_kind": ARTIFACT_KIND, "artifact_key": params_key(params, FORMAT_VERSION),
+                "artifact_kind": ARTIFACT_KIND, "artifact_key": content_key(ARTIFACT_KIND, params, FORMAT_VERSION),
                 "step": config.pretrain_step}
     if config.pretrained_path is not None:
         path = resolve_pretrained(config.pretrained_path, config.pretrain_step)
@@ -478,7 +479,8 @@ def variant_name(config: DTConfig) -> str:
 
         try:
             meta = resolve_pretrained(config.pretrained_path, config.pretrain_step).parent / "params.json"
-            return f"dt+{json.loads(meta.read_text())['params']['data']['kind']}"
+            data = json.loads(meta.read_text())["params"]["data"]
+            return f"dt+{data['kind'] if isinstance(data, dict) else data}"   # a dict in artifacts before issue 14
         except (OSError, ValueError, KeyError, TypeError, UserError):
             return "dt+pretrained"  # an imported GPT-2 checkpoint or a loose file
     return "dt"
@@ -496,8 +498,7 @@ def run_params(config: DTConfig, store: ArtifactStore | None = None) -> dict:
     src = pretrained_source(config, store, build=False)
     if src is not None:
         src = {k: (str(v) if k == "path" and v is not None else v) for k, v in src.items()}
-    cfg = config.to_dict()
-    device = cfg.pop("device")
+    cfg = result_params(config)   # execution-only fields (device, compile, eval_workers) left out
     return {
         "algorithm": "dt",
         "variant": variant_name(config),
@@ -513,6 +514,6 @@ def run_params(config: DTConfig, store: ArtifactStore | None = None) -> dict:
         "total_updates": config.total_updates,
         "finetune_ratio": config.finetune_ratio,
         "config": cfg,
-        "device": device,
+        "device": config.device,
         "synthrl_version": __version__,
     }
