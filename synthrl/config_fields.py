@@ -350,3 +350,8 @@ def add_run_options(parser: argparse.ArgumentParser, fast_path_help: str, out_he
                         help=f"{fast_path_help} (default: on)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def field_default(cls, name: str):
+    """The default ``cls`` declares for field ``name``."""
+    return default_of(next(f for f in config_fields(cls) if f.name == name))

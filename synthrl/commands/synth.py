@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 from synthrl.cli import positive_int, temperature
+from synthrl.config_fields import field_default, show_default
+from synthrl.cql.config import CQLConfig
+from synthrl.dt.config import DTPretrainConfig
 from synthrl.errors import UserError
 from synthrl.utils.io import check_output_file
 
@@ -44,13 +47,13 @@ def register(subparsers) -> None:
     p.add_argument("kind", metavar="KIND", choices=TOKEN_KINDS + MDP_KINDS,
                    help="DT tokens: mc, iid, identity, mapping; CQL transitions: mdp, mdp-iid")
     p.add_argument("--out", required=True, type=Path, metavar="PATH", help="output file (.npz, uncompressed)")
-    p.add_argument("--states", type=positive_int, help="vocabulary M (mc/iid, default 100; >= 2) or MDP states S")
-    p.add_argument("--order", type=positive_int, help="Markov-chain order n (mc, default 1)")
-    p.add_argument("--temperature", type=temperature, help="softmax temperature τ > 0 or inf (mc, default 1)")
-    p.add_argument("--seed", type=_seed, help="data seed σ (tokens, default 666; mdp-iid, default 0)")
+    p.add_argument("--states", type=positive_int, help=f"vocabulary M (mc/iid, default {_dt('states')}; >= 2) or MDP states S (default {_cql('states')})")
+    p.add_argument("--order", type=positive_int, help=f"Markov-chain order n (mc, default {_dt('order')})")
+    p.add_argument("--temperature", type=temperature, help=f"softmax temperature τ > 0 or inf (mc, default {_dt('temperature')})")
+    p.add_argument("--seed", type=_seed, help=f"data seed σ (tokens, default {_dt('data_seed')}; mdp-iid, default {_cql('data_seed')})")
     p.add_argument("--sequences", type=positive_int, help="number of token sequences (default 1024)")
-    p.add_argument("--length", type=positive_int, help="tokens per sequence (default 1024) or MDP trajectory length T "
-                                                       "(default 1000)")
+    p.add_argument("--length", type=positive_int, help=f"tokens per sequence (default {_dt('seq_len')}) or MDP trajectory length T "
+                                                       f"(default {_cql('length')})")
     p.add_argument("--device", help="token sampling device: cpu (default), cuda, auto")
     p.add_argument("--compat", action="store_true", default=None,
                    help="mc, iid: the reference generator's exact streams (NumPy, CPU, slow: mc ~0.3 M tokens/s "
@@ -58,10 +61,10 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=positive_int, help="mc/iid --compat: the reference's worker count W (default 1)")
     p.add_argument("--rows-per-worker", type=positive_int,
                    help="mc/iid --compat: sequences each worker makes per iteration, b (default: all of them)")
-    p.add_argument("--actions", type=positive_int, help="MDP actions A (default 100)")
-    p.add_argument("--trajectories", type=positive_int, help="MDP trajectories J (default 1000)")
-    p.add_argument("--policy-temperature", type=temperature, help="τπ > 0 or inf (mdp, default 1)")
-    p.add_argument("--transition-temperature", type=temperature, help="τP > 0 or inf (mdp, default 1)")
+    p.add_argument("--actions", type=positive_int, help=f"MDP actions A (default {_cql('actions')})")
+    p.add_argument("--trajectories", type=positive_int, help=f"MDP trajectories J (default {_cql('trajectories')})")
+    p.add_argument("--policy-temperature", type=temperature, help=f"τπ > 0 or inf (mdp, default {_cql('policy_temperature')})")
+    p.add_argument("--transition-temperature", type=temperature, help=f"τP > 0 or inf (mdp, default {_cql('transition_temperature')})")
     p.add_argument("--random-start", action="store_true", default=None, help="mdp: start state seeded per trajectory")
     p.set_defaults(func=main)
 
@@ -74,6 +77,19 @@ def _seed(text: str) -> int:
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}")
     return value
+
+
+def _dt(name: str) -> str:
+    return show_default(field_default(DTPretrainConfig, name))
+
+
+def _cql(name: str) -> str:
+    return show_default(field_default(CQLConfig, name))
+
+
+def _given(value, config_cls, name: str):
+    """An option's value, or the default its config field declares (the one place of that default)."""
+    return field_default(config_cls, name) if value is None else value
 
 
 def _option(name: str) -> str:
@@ -111,12 +127,12 @@ def _tokens(args) -> list[str]:
 
     from synthrl.synthetic import entropy, save_npz
 
-    M = args.states if args.states is not None else 100
+    M = _given(args.states, DTPretrainConfig, "states")
     if args.kind in ("mc", "iid") and M < 2:
         raise UserError(f"--states: the token vocabulary needs at least 2 states, got {M}")
-    seed = args.seed if args.seed is not None else 666
+    seed = _given(args.seed, DTPretrainConfig, "data_seed")
     sequences = args.sequences or 1024
-    tau = args.temperature if args.temperature is not None else 1.0
+    tau = _given(args.temperature, DTPretrainConfig, "temperature")
     if args.compat:
         tokens, targets, meta, vocab, row_entropy = _compat_tokens(args, M, tau, seed, sequences)
     else:
@@ -155,7 +171,7 @@ def _sampled_tokens(args, M: int, tau: float, seed: int, sequences: int):
 
     device = resolve_device(args.device or "cpu")
     source = token_source(args.kind, states=M, order=args.order or 1, temperature=tau, seed=seed,
-                          length=args.length or 1024, device=device)
+                          length=_given(args.length, DTPretrainConfig, "seq_len"), device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     tokens = np.empty((sequences, source.length), np.int32)
     targets = np.empty_like(tokens) if args.kind in ("identity", "mapping") else None
@@ -183,7 +199,7 @@ def _compat_tokens(args, M: int, tau: float, seed: int, sequences: int):
     if sequences % (workers * per_worker):
         raise UserError(f"--sequences: --compat makes whole iterations of --workers x --rows-per-worker = "
                         f"{workers} x {per_worker} sequences; {sequences} is not a multiple of {workers * per_worker}")
-    order, length = args.order or 1, args.length or 1024
+    order, length = _given(args.order, DTPretrainConfig, "order"), _given(args.length, DTPretrainConfig, "seq_len")
     layout = {"workers": workers, "rows_per_worker": per_worker, "iterations": sequences // (workers * per_worker),
               "length": length}
     with tqdm(total=sequences, unit="seq", desc=f"compat {args.kind}", mininterval=1.0) as bar:
@@ -209,18 +225,18 @@ def _mdp(args) -> list[str]:
 
     from synthrl.synthetic import mdp_dataset, mdp_iid_dataset, save_npz
 
-    S = args.states if args.states is not None else 100
-    A = args.actions if args.actions is not None else 100
-    J, T = args.trajectories or 1000, args.length or 1000
+    S = _given(args.states, CQLConfig, "states")
+    A = _given(args.actions, CQLConfig, "actions")
+    J, T = _given(args.trajectories, CQLConfig, "trajectories"), _given(args.length, CQLConfig, "length")
     if args.kind == "mdp":
-        tau_pi = args.policy_temperature if args.policy_temperature is not None else 1.0
-        tau_p = args.transition_temperature if args.transition_temperature is not None else 1.0
+        tau_pi = _given(args.policy_temperature, CQLConfig, "policy_temperature")
+        tau_p = _given(args.transition_temperature, CQLConfig, "transition_temperature")
         random_start = bool(args.random_start)
         obs, act, next_obs = mdp_dataset(S, A, J, T, tau_pi, tau_p, random_start)
         meta = {"kind": "mdp", "states": S, "actions": A, "trajectories": J, "length": T,
                 "policy_temperature": tau_pi, "transition_temperature": tau_p, "random_start": random_start}
     else:
-        seed = args.seed if args.seed is not None else 0
+        seed = _given(args.seed, CQLConfig, "data_seed")
         obs, act, next_obs = mdp_iid_dataset(S, A, J * T, seed)
         meta = {"kind": "mdp-iid", "states": S, "actions": A, "trajectories": J, "length": T, "seed": seed,
                 "draws": "numpy.random.default_rng(seed).integers: obs, act, next_obs"}

@@ -596,16 +596,24 @@ def _check_length(length) -> None:
         raise UserError(f"length: expected an integer >= 1, got {length!r}")
 
 
-def token_source(kind: str, *, states: int = 100, order: int = 1, temperature: float = 1.0,
-                 seed: int = DEFAULT_SEED, length: int = SEQUENCE_LENGTH, device="cpu") -> TokenSource:
+def token_source(kind: str, *, states: int | None = None, order: int | None = None,
+                 temperature: float | None = None, seed: int | None = None, length: int | None = None,
+                 device="cpu") -> TokenSource:
     """A token source for DT pre-training: ``kind`` in mc, iid, identity, mapping.
 
     ``identity`` and ``mapping`` always use the 3,500-token vocabulary of appendix F (``states`` is
-    ignored); ``iid`` ignores ``order`` and ``temperature``.
+    ignored); ``iid`` ignores ``order`` and ``temperature``. A setting left out takes the default that
+    ``synthrl.dt.config.DTPretrainConfig`` declares (its one declaration).
 
     >>> src = token_source("mc", states=100, temperature=1.0)
     >>> tokens, targets = src.sample(64, torch.Generator().manual_seed(0))   # [64, 1024], None
     """
+    from synthrl.dt.config import DTPretrainConfig   # here: the DT package imports this module
+
+    d = DTPretrainConfig()
+    states, order = d.states if states is None else states, d.order if order is None else order
+    temperature = d.temperature if temperature is None else temperature
+    seed, length = d.data_seed if seed is None else seed, d.seq_len if length is None else length
     if kind == "mc":
         return MarkovTokens(states, order, temperature, seed, length, device)
     if kind == "iid":
