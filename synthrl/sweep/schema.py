@@ -7,24 +7,21 @@ The format is documented in ``sweeps/README.md``. No Ray, no torch here.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from synthrl.config_fields import check_value, field_default, field_type, meta, nested_config, to_jsonable
 from synthrl.errors import UserError
+from synthrl.sweep.checks import (_apply_override, _Check, _join, _seeds, document_source,  # noqa: F401
+                                  parse_set_options, read_documents)
 
 ALGORITHMS = ("cql", "dt")
 ENVS = ("halfcheetah", "hopper", "walker2d", "ant")
 D4RL_DATASETS = tuple(f"{env}-{kind}-v2" for env in ENVS for kind in ("medium", "medium-replay", "medium-expert"))
-CQL_PRETRAIN_KINDS = ("mdp", "iid", "identity", "mapping")
-DT_PRETRAIN_KINDS = ("mc", "iid", "identity", "mapping", "text")
 MAKE_POLICIES_HINT = "random or a path to a saved policy"
-# paper defaults (spec/cql.md, spec/dt.md)
-DEFAULT_UPDATES = {"cql": 1_000_000, "dt": 100_000}
-DT_DEFAULT_CHECKPOINTS = (1, 1000, 8000, 10000, 20000, 40000, 60000, 80000)
-DT_DEFAULT_PRETRAIN_STEP = 20_000
 RESERVED_NAMES = ("artifacts", "_tune", "datasets")
 
 
@@ -53,40 +50,44 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class CQLPretrainSpec:
-    kind: str                      # mdp | iid | identity | mapping
-    updates: int = 100_000
-    states: int = 100
-    actions: int = 100
-    policy_temperature: float = 1.0
-    transition_temperature: float = 1.0
-    random_start: bool = False
-    config: dict = field(default_factory=dict)   # further CQLConfig pre-training fields (trajectories, length, ...)
+    """A CQL variant's pretrain block, checked against CQLConfig's fields (their defaults filled in)."""
+
+    kind: str                      # -> CQLConfig.pretrain (a field with sweep="pretrain.kind")
+    updates: int
+    states: int
+    actions: int
+    policy_temperature: float
+    transition_temperature: float
+    random_start: bool
+    config: dict = field(default_factory=dict)   # further CQLConfig fields (trajectories, length, ...)
 
 
 @dataclass(frozen=True)
 class DTPretrainSpec:
-    data: str                      # mc | iid | identity | mapping | text
-    states: int = 100
-    order: int = 1
-    temperature: float = 1.0
-    data_seed: int = 666
-    steps: int = 80_000
-    checkpoints: tuple[int, ...] = ()   # saved steps; default: the spec's list cut to `steps`, plus `steps`
+    """A DT variant's pretrain block, checked against DTPretrainConfig's fields (their defaults filled in)."""
+
+    data: str
+    states: int
+    order: int
+    temperature: float
+    data_seed: int
+    steps: int
+    checkpoints: tuple[int, ...]   # default: the spec's list cut to `steps`, plus `steps`
     corpus: str | None = None      # text only: the user's language corpus
     config: dict = field(default_factory=dict)   # further DTPretrainConfig fields (batch_size, seq_len, ...)
 
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    """Fine-tuning settings: sweep-wide defaults, overridden per variant."""
+    """Fine-tuning settings (fields of the algorithm's config): sweep-wide defaults, overridden per variant."""
 
-    updates: int | None = None
-    extra_updates: int = 0
-    eval_every: int = 5_000
-    eval_episodes: int = 10
-    finetune_ratio: float = 1.0
-    pretrain_step: int | None = None   # DT: which pre-training checkpoint to fine-tune from (default 20k)
-    config: dict = field(default_factory=dict)   # further algorithm-config fields, passed through
+    updates: int
+    extra_updates: int
+    eval_every: int
+    eval_episodes: int
+    finetune_ratio: float
+    pretrain_step: int | None = None   # DT: which pre-training checkpoint to fine-tune from
+    config: dict = field(default_factory=dict)   # further algorithm-config fields, checked by their metadata
 
 
 @dataclass(frozen=True)
@@ -165,92 +166,6 @@ def slugify(text: str) -> str:
     return slug or "_"
 
 
-# -- validation helpers --------------------------------------------------------------------------
-class _Check:
-    """Validation context: every error is 'FILE: key.path: expected ..., got ...'."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, path: str, expected: str, got: Any = ...) -> UserError:
-        got_text = "" if got is ... else f", got {got!r}"
-        where = f"{path}: " if path else ""
-        return UserError(f"{self.source}: {where}expected {expected}{got_text}")
-
-    def mapping(self, value: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(path, "a mapping", value)
-        for key in value:
-            if not isinstance(key, str) or key not in allowed:
-                raise UserError(
-                    f"{self.source}: {_join(path, str(key))}: unknown key; expected one of {', '.join(sorted(allowed))}"
-                )
-        for key in sorted(required):
-            if key not in value:
-                raise UserError(f"{self.source}: {_join(path, key)}: missing; this key is required")
-        return value
-
-    def integer(self, value: Any, path: str, minimum: int | None = None) -> int:
-        # YAML reads 1e6 as a string and 1_000_000 as an int; accept integral floats and '1e6'
-        if isinstance(value, str) and re.fullmatch(r"\d+(\.\d*)?[eE]\+?\d+", value.strip()):
-            value = float(value)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-            bound = f" >= {minimum}" if minimum is not None else ""
-            raise self.fail(path, f"an integer{bound}", value)
-        return value
-
-    def number(self, value: Any, path: str, lo: float | None = None, hi: float | None = None,
-               lo_open: bool = False, allow_inf: bool = False) -> float:
-        if isinstance(value, str) and value.strip().lower() in ("inf", "infinity") and allow_inf:
-            return math.inf
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise self.fail(path, f"a number{_range_text(lo, hi, lo_open)}", value)
-        value = float(value)
-        if math.isinf(value) and not allow_inf:
-            raise self.fail(path, f"a finite number{_range_text(lo, hi, lo_open)}", value)
-        if lo is not None and (value < lo or (lo_open and value == lo)):
-            raise self.fail(path, f"a number{_range_text(lo, hi, lo_open)}", value)
-        if hi is not None and value > hi:
-            raise self.fail(path, f"a number{_range_text(lo, hi, lo_open)}", value)
-        return value
-
-    def string(self, value: Any, path: str, choices: tuple[str, ...] | None = None) -> str:
-        if not isinstance(value, str) or not value.strip():
-            expected = f"one of {', '.join(choices)}" if choices else "a non-empty string"
-            raise self.fail(path, expected, value)
-        if choices is not None and value not in choices:
-            raise self.fail(path, f"one of {', '.join(choices)}", value)
-        return value
-
-    def boolean(self, value: Any, path: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(path, "true or false", value)
-        return value
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
-
-
-def _range_text(lo, hi, lo_open) -> str:
-    if lo is not None and hi is not None:
-        return f" in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-    if lo is not None:
-        return f" {'>' if lo_open else '>='} {lo:g}"
-    if hi is not None:
-        return f" <= {hi:g}"
-    return ""
-
-
 # -- the parts -----------------------------------------------------------------------------------
 def _env_from_name(name: str) -> str | None:
     stem = Path(name).name.lower()
@@ -303,92 +218,104 @@ def _dataset(c: _Check, value: Any, path: str) -> DatasetSpec:
     return DatasetSpec(name=c.string(m.get("name", Path(file).stem), _join(path, "name")), env=env, path=file)
 
 
-def _cql_pretrain(c: _Check, value: Any, path: str) -> CQLPretrainSpec:
-    m = c.mapping(value, path, {"kind", "updates", "states", "actions", "policy_temperature",
-                                "transition_temperature", "random_start", "config"}, {"kind"})
-    d = CQLPretrainSpec(kind=c.string(m["kind"], _join(path, "kind"), CQL_PRETRAIN_KINDS))
-    return CQLPretrainSpec(
-        kind=d.kind,
-        updates=c.integer(m.get("updates", d.updates), _join(path, "updates"), 1),
-        states=c.integer(m.get("states", d.states), _join(path, "states"), 1),
-        actions=c.integer(m.get("actions", d.actions), _join(path, "actions"), 1),
-        policy_temperature=c.number(m.get("policy_temperature", d.policy_temperature),
-                                    _join(path, "policy_temperature"), 0, None, True, allow_inf=True),
-        transition_temperature=c.number(m.get("transition_temperature", d.transition_temperature),
-                                        _join(path, "transition_temperature"), 0, None, True, allow_inf=True),
-        random_start=c.boolean(m.get("random_start", d.random_start), _join(path, "random_start")),
-        config=_passthrough(c, m.get("config", {}), _join(path, "config")),
-    )
+def config_class(algorithm: str):
+    """The config dataclass whose fields a sweep's finetune/pretrain blocks are (C1: the registry's)."""
+    from synthrl.cql.config import CQLConfig
+    from synthrl.dt.config import DTConfig
+
+    return {"cql": CQLConfig, "dt": DTConfig}[algorithm]
 
 
-def _dt_pretrain(c: _Check, value: Any, path: str) -> DTPretrainSpec:
-    m = c.mapping(value, path, {"data", "states", "order", "temperature", "data_seed", "steps", "checkpoints",
-                                "corpus", "config"}, {"data"})
-    data = c.string(m["data"], _join(path, "data"), DT_PRETRAIN_KINDS)
-    d = DTPretrainSpec(data=data)
-    steps = c.integer(m.get("steps", d.steps), _join(path, "steps"), 1)
-    checkpoints = tuple(sorted({x for x in DT_DEFAULT_CHECKPOINTS if x <= steps} | {steps}))
+def pretrain_class(algorithm: str):
+    """Whose fields a variant's pretrain block holds: the nested pre-training config, or the flat config."""
+    cls = config_class(algorithm)
+    return nested_config(cls, "pretrain") or cls
+
+
+def _setting(c: _Check, cls, name: str, value: Any, path: str):
+    """``value`` checked by the metadata of ``cls.name`` (the one declaration of that setting)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return check_value(field_type(cls, name), meta(f), value, f"{c.source}: {path}")
+
+
+def _named_keys(cls, block: str) -> dict[str, str]:
+    """Sweep key -> field name, for the fields of ``cls`` that are named keys of ``block`` (metadata sweep)."""
+    keys = {}
+    for f in dataclasses.fields(cls):
+        where = meta(f)["sweep"]
+        if where and where.split(".", 1)[0] == block:
+            keys[where.split(".", 1)[1]] = f.name
+    return keys
+
+
+def _block(c: _Check, cls, m: dict, path: str, block: str) -> dict:
+    """The named keys of ``block`` (given, or the fields' defaults), checked; keyed by sweep key."""
+    out = {}
+    for key, name in _named_keys(cls, block).items():
+        value = m[key] if key in m else field_default(cls, name)
+        out[key] = _setting(c, cls, name, value, _join(path, key)) if key in m else value
+    return out
+
+
+def _config_fields(c: _Check, cls, value: Any, path: str) -> dict:
+    """A block's ``config:``: further fields of ``cls``, each checked by its metadata."""
+    cfg = c.mapping(value, path, {f.name for f in dataclasses.fields(cls)} if isinstance(value, dict) else set())
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    return {k: (to_jsonable(_setting(c, cls, k, v, _join(path, k))) if names[k].metadata
+                and nested_config(cls, k) is None else v) for k, v in cfg.items()}   # JSON types: trial configs
+
+
+def _pretrain(c: _Check, algorithm: str, value: Any, path: str) -> CQLPretrainSpec | DTPretrainSpec:
+    cls = pretrain_class(algorithm)
+    keys = _named_keys(cls, "pretrain")
+    kind_key = next(iter(keys))   # the block's first key names the kind (CQL: kind, DT: data)
+    m = c.mapping(value, path, set(keys) | {"config"}, {kind_key})
+    kinds = tuple(k for k in meta(next(f for f in dataclasses.fields(cls) if f.name == keys[kind_key]))["choices"]
+                  if k != "none")   # `pretrain: none` is said for the whole variant
+    c.string(m[kind_key], _join(path, kind_key), kinds)
+    values = _block(c, cls, m, path, "pretrain")
+    values["config"] = _config_fields(c, cls, m.get("config", {}), _join(path, "config"))
+    if algorithm == "cql":
+        return CQLPretrainSpec(**values)
+    steps = values["steps"]
     if "checkpoints" in m:
-        raw = m["checkpoints"]
-        if not isinstance(raw, list) or not raw:
-            raise c.fail(_join(path, "checkpoints"), "a non-empty list of step numbers", raw)
-        checkpoints = tuple(sorted({c.integer(v, _join(_join(path, "checkpoints"), i), 1) for i, v in enumerate(raw)}))
-        if checkpoints[-1] > steps:
-            raise c.fail(_join(path, "checkpoints"), f"steps <= pretrain steps ({steps})", checkpoints[-1])
-    corpus = m.get("corpus")
-    if corpus is not None:
-        corpus = c.string(corpus, _join(path, "corpus"))
-        if data != "text":
-            raise c.fail(_join(path, "corpus"), "no corpus unless data is text", corpus)
-    return DTPretrainSpec(
-        data=data,
-        states=c.integer(m.get("states", d.states), _join(path, "states"), 1),
-        order=c.integer(m.get("order", d.order), _join(path, "order"), 1),
-        temperature=c.number(m.get("temperature", d.temperature), _join(path, "temperature"), 0, None, True,
-                             allow_inf=True),
-        data_seed=c.integer(m.get("data_seed", d.data_seed), _join(path, "data_seed"), 0),
-        steps=steps,
-        checkpoints=checkpoints,
-        corpus=corpus,
-        config=_passthrough(c, m.get("config", {}), _join(path, "config")),
-    )
-
-
-def _passthrough(c: _Check, value: Any, path: str) -> dict:
-    """Further fields of the algorithm's own config dataclass; checked against it when the trial is built."""
-    cfg = c.mapping(value, path, set(value) if isinstance(value, dict) else set())
-    for key, v in cfg.items():
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
-            raise c.fail(_join(path, key), "an algorithm config field name (snake_case)", key)
-        if not isinstance(v, (int, float, str, bool, type(None), list)):
-            raise c.fail(_join(path, key), "a scalar or a list", v)
-    return dict(cfg)
+        cps = tuple(sorted(set(values["checkpoints"])))
+        if cps[-1] > steps:
+            raise c.fail(_join(path, "checkpoints"), f"steps <= pretrain steps ({steps})", cps[-1])
+    else:   # the spec's set, cut to `steps`, plus `steps` (DTPretrainConfig's own rule)
+        cps = cls(steps=steps).checkpoints
+    values["checkpoints"] = tuple(cps)
+    if values["corpus"] is not None and values["data"] != "text":
+        raise c.fail(_join(path, "corpus"), "no corpus unless data is text", values["corpus"])
+    return DTPretrainSpec(**values)
 
 
 FINETUNE_KEYS = {"updates", "extra_updates", "eval_every", "eval_episodes", "finetune_ratio", "pretrain_step",
                  "config"}
 
 
+def base_finetune(algorithm: str) -> FinetuneSpec:
+    """The fine-tuning defaults: the algorithm config's (updates 1M for CQL, 100k for DT, ...)."""
+    cls = config_class(algorithm)
+    values = {key: field_default(cls, name) for key, name in _named_keys(cls, "finetune").items()}
+    values["pretrain_step"] = None   # chosen per variant from its pre-training's checkpoints
+    return FinetuneSpec(**values)
+
+
 def _finetune(c: _Check, value: Any, path: str, base: FinetuneSpec, algorithm: str) -> FinetuneSpec:
+    cls = config_class(algorithm)
     m = c.mapping(value if value is not None else {}, path, FINETUNE_KEYS)
+    keys = _named_keys(cls, "finetune")
     out = base
-    if "updates" in m:
-        out = replace(out, updates=c.integer(m["updates"], _join(path, "updates"), 1))
-    if "extra_updates" in m:
-        out = replace(out, extra_updates=c.integer(m["extra_updates"], _join(path, "extra_updates"), 0))
-    if "eval_every" in m:
-        out = replace(out, eval_every=c.integer(m["eval_every"], _join(path, "eval_every"), 1))
-    if "eval_episodes" in m:
-        out = replace(out, eval_episodes=c.integer(m["eval_episodes"], _join(path, "eval_episodes"), 1))
-    if "finetune_ratio" in m:
-        out = replace(out, finetune_ratio=c.number(m["finetune_ratio"], _join(path, "finetune_ratio"), 0, 1, True))
-    if "pretrain_step" in m:
-        if algorithm != "dt":
-            raise UserError(f"{c.source}: {_join(path, 'pretrain_step')}: only DT sweeps pick a pre-training "
-                            "checkpoint; expected no pretrain_step for cql (use pretrain.updates)")
-        out = replace(out, pretrain_step=c.integer(m["pretrain_step"], _join(path, "pretrain_step"), 1))
+    for key in m:
+        if key == "config":
+            continue
+        if key not in keys:   # e.g. pretrain_step, which only DT's config has
+            raise UserError(f"{c.source}: {_join(path, key)}: {algorithm} has no such setting (only "
+                            f"{', '.join(sorted(keys))}); expected no {key} for {algorithm}")
+        out = replace(out, **{key: _setting(c, cls, keys[key], m[key], _join(path, key))})
     if "config" in m:
-        out = replace(out, config={**base.config, **_passthrough(c, m["config"], _join(path, "config"))})
+        out = replace(out, config={**base.config, **_config_fields(c, cls, m["config"], _join(path, "config"))})
     return out
 
 
@@ -398,17 +325,15 @@ def _variant(c: _Check, value: Any, path: str, algorithm: str, base: FinetuneSpe
     raw = m.get("pretrain", "none")
     if raw is None or raw == "none":
         pretrain = None
-    elif algorithm == "cql":
-        pretrain = _cql_pretrain(c, raw, _join(path, "pretrain"))
     else:
-        pretrain = _dt_pretrain(c, raw, _join(path, "pretrain"))
+        pretrain = _pretrain(c, algorithm, raw, _join(path, "pretrain"))
     finetune = _finetune(c, m.get("finetune"), _join(path, "finetune"), base, algorithm)
     if finetune.pretrain_step is not None and not isinstance(pretrain, DTPretrainSpec):
         raise UserError(f"{c.source}: {_join(path, 'finetune.pretrain_step')}: a variant without pre-training "
                         "has no checkpoint to pick; expected no pretrain_step")
     if isinstance(pretrain, DTPretrainSpec):
         if finetune.pretrain_step is None:   # the spec's 20k checkpoint, or the last one of a shorter run
-            default = DT_DEFAULT_PRETRAIN_STEP
+            default = field_default(config_class(algorithm), "pretrain_step")
             finetune = replace(finetune, pretrain_step=default if default in pretrain.checkpoints
                                else pretrain.checkpoints[-1])
         if finetune.pretrain_step not in pretrain.checkpoints:
@@ -466,27 +391,6 @@ def _search(c: _Check, value: Any, path: str) -> SearchSpec:
     )
 
 
-def _seeds(c: _Check, value: Any, path: str) -> tuple[int, ...]:
-    if isinstance(value, str):
-        from synthrl.utils.io import parse_seeds
-
-        try:
-            seeds = parse_seeds(value)
-        except UserError:
-            raise c.fail(path, "a range like 0-19, a list like 0,3,7 or a YAML list of integers", value) from None
-    elif isinstance(value, list) and value:
-        seeds = [c.integer(v, _join(path, i), 0) for i, v in enumerate(value)]
-    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        seeds = [value]
-    else:
-        raise c.fail(path, "a range like 0-19, a list like 0,3,7 or a YAML list of integers", value)
-    if any(s < 0 for s in seeds):
-        raise c.fail(path, "seeds >= 0", value)
-    if len(set(seeds)) != len(seeds):
-        raise c.fail(path, "distinct seeds", value)
-    return tuple(seeds)
-
-
 TOP_KEYS = {"name", "description", "algorithm", "datasets", "seeds", "seeds_per_trial", "variants", "finetune",
             "resources", "corpus", "search"}
 
@@ -521,7 +425,7 @@ def sweep_from_dict(data: Any, source: str = "<sweep>", overrides: dict[str, Any
         raise c.fail("seeds_per_trial", f"at most the number of seeds ({len(seeds)})", seeds_per_trial)
 
     ft_raw = c.mapping(m.get("finetune") or {}, "finetune", FINETUNE_KEYS - {"extra_updates", "pretrain_step"})
-    base = _finetune(c, ft_raw, "finetune", FinetuneSpec(updates=DEFAULT_UPDATES[algorithm]), algorithm)
+    base = _finetune(c, ft_raw, "finetune", base_finetune(algorithm), algorithm)
 
     raw_variants = m["variants"]
     if not isinstance(raw_variants, list) or not raw_variants:
@@ -556,66 +460,6 @@ def sweep_from_dict(data: Any, source: str = "<sweep>", overrides: dict[str, Any
     return Sweep(name=name, algorithm=algorithm, datasets=datasets, seeds=seeds, seeds_per_trial=seeds_per_trial,
                  variants=variants, finetune=base, resources=resources, corpus=corpus, search=search,
                  description=description, source=source)
-
-
-def _apply_override(c: _Check, data: dict, key: str, value: Any) -> None:
-    """``--set a.b=VALUE``: set a top-level or nested mapping key before validation."""
-    parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise UserError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a mapping in {c.source}")
-        else:
-            child = node[part] = dict(child)
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_set_options(items: list[str] | None) -> dict[str, Any]:
-    """``['corpus=/data/wiki.txt', 'finetune.updates=2000']`` -> typed values (YAML scalars)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", key):
-            raise UserError(f"--set {item!r}: expected KEY=VALUE with a dotted key like corpus=PATH or "
-                            "finetune.updates=2000")
-        try:
-            out[key] = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            out[key] = text
-    return out
-
-
-def read_documents(path: str | Path) -> list[Any]:
-    """The YAML documents of a sweep file (one per sweep; ``---`` separates several)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such sweep file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"{path}: not valid YAML{where} ({problem})") from None
-    if not documents:
-        raise UserError(f"{path}: empty; expected a sweep (name, algorithm, datasets, variants, ...)")
-    return documents
-
-
-def document_source(path: str | Path, index: int, count: int) -> str:
-    return str(path) if count == 1 else f"{path} (document {index + 1})"
 
 
 def load_sweeps(path: str | Path, overrides: dict[str, Any] | None = None) -> list[Sweep]:
