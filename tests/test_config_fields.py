@@ -9,8 +9,7 @@ import dataclasses
 import pytest
 
 from synthrl.cli import build_parser
-from synthrl.config_fields import (add_config_arguments, config_from_mapping, content_key, result_params, setting,
-                                   validate_config)
+from synthrl.config_fields import add_config_arguments, config_from_mapping, content_key, result_params, validate_config
 from synthrl.cql.config import CQLConfig
 from synthrl.dt.config import DTConfig, DTPretrainConfig
 from synthrl.errors import UserError
@@ -93,7 +92,8 @@ def test_result_params_and_content_key_ignore_execution_only_fields():
 
 @dataclasses.dataclass
 class _HotPretrain(DTPretrainConfig):
-    temperature: float = dataclasses.field(default=0.25, metadata=setting("tau", above=0, allow_inf=True))
+    temperature: float = dataclasses.field(default=0.25, metadata=next(
+        f for f in dataclasses.fields(DTPretrainConfig) if f.name == "temperature").metadata)
 
 
 def test_the_mc_temperature_default_is_declared_once(monkeypatch, tmp_path):
@@ -108,8 +108,12 @@ def test_the_mc_temperature_default_is_declared_once(monkeypatch, tmp_path):
     assert token_source("mc", states=4, length=8).metadata()["temperature"] == 0.25
     # the sweep's pretrain block of a DT variant is DTConfig.pretrain's dataclass: the sweep default follows too
     from synthrl.config_fields import nested_config
+    from synthrl.sweep.schema import sweep_from_dict
 
     assert nested_config(DTConfig, "pretrain") is _HotPretrain
+    sweep = sweep_from_dict({"name": "t", "algorithm": "dt", "datasets": ["hopper-medium-v2"],
+                             "variants": [{"name": "DT+MC", "pretrain": {"data": "mc"}}]}, "t.yaml")
+    assert sweep.variants[0].pretrain.temperature == 0.25
 
 
 def test_validate_config_checks_a_built_object():
