@@ -209,7 +209,7 @@ def test_dt_pretraining_falls_back_when_its_fast_step_reads_a_stale_batch(tmp_pa
 
     monkeypatch.setattr(Pretrainer, "loss", stale)
     out = tmp_path / "stale"
-    with pytest.warns(UserWarning, match="pre-training eagerly"):
+    with pytest.warns(UserWarning, match="DT pre-training fast path .* training eagerly"):
         assert main(["run", "dt-pretrain", "--out", str(out), *flags, "--data-seed", "5"]) == 0
     fast_path = RunDir(out).read_params()["fast_path"]
     assert fast_path["path"] == "eager" and "fast-path check failed" in fast_path["reason"]

@@ -26,7 +26,7 @@ from synthrl.dt.model import GPT2LM, ce_chunk, chunked_cross_entropy
 from synthrl.errors import UserError
 from synthrl.rundir import RunDir, load_saved_state, load_state_file, storage_errors
 from synthrl.store import ArtifactStore
-from synthrl.utils.fastpath import Parity, compare_probes, decision, failed, probe_updates, tolerance_for
+from synthrl.utils.fastpath import Parity, compare_probes, failed, probe_updates, settle, tolerance_for
 from synthrl.utils.io import atomic_write_json, resolve_device
 
 ARTIFACT_KIND = "dt-pretrain"
@@ -180,27 +180,13 @@ class Pretrainer:
         return compare_probes(fast, eager, start, tolerance, updates)
 
     def settle_fast_path(self, check: bool = True) -> dict:
-        """Which path pre-training uses (the run directory's params.json ``fast_path``): the fast one once it
-        matches eager fp32 on a copy of the model, else eager fp32, warned once."""
-        precision = "bf16" if self.bf16 else "fp32"
-        path = "compiled" if self.compiled else "eager"
-        if not (self.compiled or self.bf16):
-            self.fast_path = decision("eager", "--compile off" if self.cfg.compile == "off" else "cpu",
-                                      precision="fp32")
-        elif not check:
-            self.fast_path = decision(path, "not checked (--fast-path-check off)", precision=precision)
-        else:
-            parity = self.check_fast_path()
-            if parity.ok:
-                self.fast_path = decision(path, f"checked: {parity.detail()}", precision=precision)
-            else:
-                import warnings
+        """Which path pre-training uses (the run directory's params.json ``fast_path``)."""
+        def fall_back() -> None:
+            self.compiled, self.bf16 = False, False
+            self.hidden_fn, self.chunk_fn = self.model.hidden, ce_chunk
 
-                warnings.warn(f"DT pre-training fast path ({path}, {precision}) differs from eager fp32: "
-                              f"{parity.detail()}; pre-training eagerly in fp32")
-                self.compiled, self.bf16 = False, False
-                self.hidden_fn, self.chunk_fn = self.model.hidden, ce_chunk
-                self.fast_path = decision("eager", f"fast-path check failed: {parity.detail()}", precision="fp32")
+        self.fast_path = settle("DT pre-training", self.compiled, self.bf16, self.cfg.compile, check,
+                                self.check_fast_path, fall_back)
         return self.fast_path
 
     def train_step(self) -> torch.Tensor:

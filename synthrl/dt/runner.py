@@ -27,7 +27,7 @@ from synthrl.dt.pretrain import (ARTIFACT_KIND, FORMAT_VERSION, build_pretrain_a
                                  use_compile)
 from synthrl.errors import UserError
 from synthrl.store import ArtifactStore
-from synthrl.utils.fastpath import Parity, compare_probes, decision, failed, probe_updates, tolerance_for
+from synthrl.utils.fastpath import Parity, compare_probes, failed, probe_updates, settle, tolerance_for
 from synthrl.utils.io import resolve_device, sha256_file
 
 STD_EPS = 1e-6
@@ -340,26 +340,9 @@ class DTRunner:
         return compare_probes(fast, eager, start, tolerance, updates)
 
     def settle_fast_path(self, check: bool = True) -> dict:
-        """Which update path the run uses (params.json's ``fast_path``): the fast one once it matches eager
-        fp32 on a copy of the state, else eager fp32, warned once."""
-        precision = "bf16" if self.bf16 else "fp32"
-        path = "compiled" if self.compiled else "eager"
-        if not (self.compiled or self.bf16):
-            self.fast_path = decision("eager", "--compile off" if self.config.compile == "off" else "cpu",
-                                      precision="fp32")
-        elif not check:
-            self.fast_path = decision(path, "not checked (--fast-path-check off)", precision=precision)
-        else:
-            parity = self.check_fast_path()
-            if parity.ok:
-                self.fast_path = decision(path, f"checked: {parity.detail()}", precision=precision)
-            else:
-                import warnings
-
-                warnings.warn(f"DT fast path ({path}, {precision}) differs from eager fp32: {parity.detail()}; "
-                              "this run trains eagerly in fp32")
-                self._use_step(compiled=False, bf16=False)
-                self.fast_path = decision("eager", f"fast-path check failed: {parity.detail()}", precision="fp32")
+        """Which update path the run uses (params.json's ``fast_path``)."""
+        self.fast_path = settle("DT", self.compiled, self.bf16, self.config.compile, check, self.check_fast_path,
+                                lambda: self._use_step(compiled=False, bf16=False))
         return self.fast_path
 
     def train(self, n_updates: int) -> None:

@@ -164,6 +164,28 @@ def decision(path: str, reason: str, **extra: Any) -> dict[str, Any]:
     return {"path": path, "reason": reason, **extra}
 
 
+def settle(what: str, compiled: bool, bf16: bool, compile_setting: str, check: bool,
+           check_fn: Callable[[], "Parity"], fall_back: Callable[[], None]) -> dict[str, Any]:
+    """The ``fast_path`` decision of a run whose fast path is torch.compile and/or bf16 autocast: kept once
+    ``check_fn`` finds it equal to eager fp32 on a copy of the state, else ``fall_back()`` (eager fp32),
+    warned once."""
+    precision = "bf16" if bf16 else "fp32"
+    path = "compiled" if compiled else "eager"
+    if not (compiled or bf16):
+        return decision("eager", "--compile off" if compile_setting == "off" else "cpu", precision="fp32")
+    if not check:
+        return decision(path, "not checked (--fast-path-check off)", precision=precision)
+    parity = check_fn()
+    if parity.ok:
+        return decision(path, f"checked: {parity.detail()}", precision=precision)
+    import warnings
+
+    warnings.warn(f"{what} fast path ({path}, {precision}) differs from eager fp32: {parity.detail()}; "
+                  "training eagerly in fp32")
+    fall_back()
+    return decision("eager", f"fast-path check failed: {parity.detail()}", precision="fp32")
+
+
 def probe_updates(model: torch.nn.Module, make_optimizer: Callable, step: Callable,
                   batches: list) -> tuple[dict[str, torch.Tensor], list[float]]:
     """One optimiser step per batch of ``step(batch) -> losses`` (forward, backward, clipping), from the
