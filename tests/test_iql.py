@@ -187,6 +187,58 @@ def test_resume_is_bit_identical(tmp_path):
     assert np.array_equal(full.pop_stats()["q_loss"], resumed.pop_stats()["q_loss"])
 
 
+def test_fast_path_check_covers_v_and_the_lr_schedule():
+    """The start-up check compares IQL's own tensors: a fast step that leaves V unchanged, or that
+    skips the cosine schedule, fails it; the state is left as it was."""
+    ens = make_ensemble(seeds=(0, 1), chunk=8, total=20)
+    assert ens.check_fast_path() is None  # the CPU has no fast path of its own
+    ens.fast_step = ens._update
+    assert ens.check_fast_path().bit_equal
+    before = member_state(ens, 1)
+
+    def skips_v():
+        saved = {k: t.detach().clone() for k, t in ens.v.items()}
+        ens._update()
+        with torch.no_grad():
+            for k, t in ens.v.items():
+                t.copy_(saved[k])
+
+    def constant_lr():
+        ens._update()
+        with torch.no_grad():
+            ens.update_count.zero_()  # the next update uses the first update's rate again
+
+    for broken in (skips_v, constant_lr):
+        ens.fast_step = broken
+        parity = ens.check_fast_path()
+        assert not parity.ok, broken.__name__
+    after = member_state(ens, 1)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_update_equals_eager():
+    eager = make_ensemble(seeds=(0, 1, 2), chunk=8, device="cuda", accel="eager")
+    graphed = make_ensemble(seeds=(0, 1, 2), chunk=8, device="cuda", accel="graph")
+    eager.train(20)   # chunks 8, 8, 4: the random numbers are drawn identically in both
+    graphed.train(20)
+    assert graphed._graph is not None and eager._graph is None
+    for name, group in eager._groups():
+        for k, t in group.items():
+            torch.testing.assert_close(getattr(graphed, name)[k], t, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(graphed.policy_lr, eager.policy_lr)
+    a, b = eager.pop_stats(), graphed.pop_stats()
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6)
+    assert graphed.check_fast_path().ok
+    state = graphed.state_dict()  # a checkpoint of the graphed ensemble continues identically in a fresh one
+    again = make_ensemble(seeds=(0, 1, 2), chunk=8, device="cuda", accel="graph")
+    again.load_state_dict(state)
+    graphed.train(8)
+    again.train(8)
+    assert all(torch.equal(graphed.q[k], again.q[k]) for k in graphed.q)
+
+
 def fake_pretrain_data(states=20, actions=10, n=3000, seed=0):
     from types import SimpleNamespace
 
