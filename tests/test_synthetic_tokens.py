@@ -15,7 +15,7 @@ from synthrl.synthetic import (
     mc_row,
     token_source,
 )
-from synthrl.synthetic.tokens import CDF_BITS, HASH_VERSION, ROW_SHIFT, reference_tables
+from synthrl.synthetic.chain_rows import CDF_BITS, HASH_VERSION, ROW_SHIFT, reference_tables
 
 
 def spec_row(context, M, tau, sigma):
@@ -149,17 +149,17 @@ def test_sampling_is_seeded_and_advances_the_generator():
 def test_hash_logits_are_uniform_and_context_specific():
     rows = [hash_row([c], 4000, math.inf) for c in range(3)]  # τ = inf: uniform whatever the logits
     np.testing.assert_allclose(rows[0], 1 / 4000)
-    from synthrl.synthetic.tokens import _context_key, _hash_combine, _index_hash
+    from synthrl.synthetic.chain_rows import context_key, hash_combine, index_hash
 
-    key = _context_key(torch.tensor([[5]]), 100, 1, 666)
-    x = _hash_combine(key[:, None], _index_hash(torch.arange(200_000)))[0].numpy()
+    key = context_key(torch.tensor([[5]]), 100, 1, 666)
+    x = hash_combine(key[:, None], index_hash(torch.arange(200_000)))[0].numpy()
     assert x.min() >= 0 and x.max() < 1
     counts = np.histogram(x, bins=50, range=(0, 1))[0]
     assert_chi_square(counts[None], np.full((1, 50), 1 / 50))
     assert abs(np.corrcoef(x[:-1], x[1:])[0, 1]) < 0.01
     # logits of one token across many contexts are uniform and uncorrelated with the neighbour's
-    keys = _context_key(torch.arange(100_000)[:, None], 100_000, 1, 666)
-    y = _hash_combine(keys[:, None], _index_hash(torch.tensor([7, 8])))
+    keys = context_key(torch.arange(100_000)[:, None], 100_000, 1, 666)
+    y = hash_combine(keys[:, None], index_hash(torch.tensor([7, 8])))
     counts = np.histogram(y[:, 0].numpy(), bins=50, range=(0, 1))[0]
     assert_chi_square(counts[None], np.full((1, 50), 1 / 50))
     assert abs(np.corrcoef(y[:, 0].numpy(), y[:, 1].numpy())[0, 1]) < 0.02
@@ -169,15 +169,15 @@ def test_hash_logits_are_uniform_and_context_specific():
 
 
 def test_context_keys_exact_codes_and_chains():
-    from synthrl.synthetic.tokens import _context_key
+    from synthrl.synthetic.chain_rows import context_key
 
     # exact codes: all 2-token contexts over 50 states (and the 1-token ones) get distinct keys
     pairs = torch.cartesian_prod(torch.arange(50), torch.arange(50))
-    keys = set(_context_key(pairs, 50, 2, 0).tolist()) | set(_context_key(torch.arange(50)[:, None], 50, 2, 0).tolist())
+    keys = set(context_key(pairs, 50, 2, 0).tolist()) | set(context_key(torch.arange(50)[:, None], 50, 2, 0).tolist())
     assert len(keys) == 2550
     # (M + 1)^n beyond 2^62: hash chain, still distinct and order-sensitive
     ctx = torch.tensor([[1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 3, 5]])
-    chained = _context_key(ctx, 100_000, 4, 0).tolist()
+    chained = context_key(ctx, 100_000, 4, 0).tolist()
     assert len(set(chained)) == 3
     np.testing.assert_allclose(hash_row([1, 2, 3, 4], 100_000, math.inf, order=4), 1e-5)
 

@@ -21,8 +21,8 @@ from typing import Callable
 import numpy as np
 
 from synthrl.errors import UserError
-from synthrl.synthetic.tokens import (DEFAULT_SEED, SEQUENCE_LENGTH, check_chain_params, first_token_row, mc_row,
-                                      softmax64)
+from synthrl.synthetic.chain_rows import DEFAULT_SEED, check_chain_params, first_token_row, mc_row, softmax64
+from synthrl.synthetic.tokens import SEQUENCE_LENGTH
 
 # n = 1 rows are tabulated once up to this M (float64 M x M: 128 MiB at 4096); above, rows are cached
 TABLE_MAX_STATES = 4096

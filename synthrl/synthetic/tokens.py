@@ -1,23 +1,6 @@
 """Token data for Decision-Transformer pre-training (spec: synthetic-data.md section 1).
 
-Markov-chain rows are defined reference-exactly by ``mc_row`` / ``first_token_row``. The sampler
-(``token_source("mc", ...)``) draws from them on the source's device with a ``torch.Generator``:
-
-Row sources (recorded as ``row_source`` in the metadata)
-- ``"reference"``: the exact rows, when all of them fit as a device table (every context of length
-  1..n, at most ``REFERENCE_MAX_ENTRIES`` probabilities; n = 1 and M <= 10^4 always fit). Each row's
-  float64 cdf is stored as integers ``round(cdf · 2^40)`` with the row index in the high bits, so a
-  single ``searchsorted`` over one flat sorted table samples every sequence's next token at once
-  (probabilities exact to 2^-40).
-- ``"counter-hash-v1"``: for larger M or n, rows are never stored. The logit of token ``i`` after
-  context ``c`` is a counter-based hash -> U[0,1) (24 bits) of a 64-bit row key and ``i``; the key
-  codes the context exactly while (M + 1)^n < 2^62 (so distinct contexts never share a row) and is a
-  64-bit hash chain beyond: i.i.d. U[0,1) logits per context, the same distribution as the reference,
-  not the same numbers. A token is drawn either from the whole row (M <= ``FULL_ROW_MAX``: Gumbel-max,
-  ``argmax(x/τ + g)``) or by rejection: propose ``i`` uniformly, accept with probability
-  ``exp((x_i − 1)/τ)`` (<= 1 because x_i < 1); ``K`` proposals per token are drawn at once, K chosen
-  so that no acceptance happens with probability <= 1e-12 (then the first proposal is taken).
-
+Markov-chain rows (reference-exact, or counter-hash for large M or n) are synthrl/synthetic/chain_rows.py.
 Samplers (each draws the same randomness from the generator, so for one row source they give
 identical tokens; the test suite checks it)
 - ``"loop"``: one step per position, all sequences at once (any order n; CPU default for M > 16);
@@ -35,218 +18,26 @@ identical tokens; the test suite checks it)
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from synthrl.errors import UserError
+from synthrl.synthetic.chain_rows import (CDF_BITS, DEFAULT_SEED, FULL_ROW_MAX, HASH_VERSION, REFERENCE_MAX_ENTRIES,
+                                          ROW_SHIFT, check_chain_params, codes_fit, context_key, context_rows, entropy,
+                                          first_token_row, full_row_step, hash_combine, hash_row, index_hash, mc_row,
+                                          mix64, reference_tables, rejection_proposals, hashed_seed)
+
+__all__ = ["KINDS", "IIDTokens", "MarkovTokens", "PairTokens", "TokenSource", "entropy", "first_token_row", "hash_row",
+           "mc_row", "token_source"]
 
 SEQUENCE_LENGTH = 1024
-DEFAULT_SEED = 666
 IDENTITY_VOCAB = 3500  # appendix F: "a similar vocabulary size as in He et al. (2023)"
-REFERENCE_MAX_ENTRIES = 10**8
 REFERENCE_MAX_ROWS = 120_000  # n = 5, M = 10 (111,110 rows) still fits; builds in ~5 s
 BLOCKED_MAX_STATES = 1024
 BLOCKED_CPU_MAX_STATES = 16  # measured: blocked beats loop on one CPU thread for M = 10, loses for M = 100
-FULL_ROW_MAX = 4096
 WAVEFRONT_MIN_FORCED = 0.1  # e^{-1/τ}: share of positions whose first proposal is accepted whatever the context
-CDF_BITS = 40
-ROW_SHIFT = CDF_BITS + 1  # row index lives above the cdf bits
-HASH_VERSION = "counter-hash-v1"
 KINDS = ("mc", "iid", "identity", "mapping")
-
-
-# ---------------------------------------------------------------------------------------------
-# reference rows
-# ---------------------------------------------------------------------------------------------
-def check_chain_params(states, order=1, temperature=1.0, seed=DEFAULT_SEED) -> None:
-    """Raise UserError naming the parameter when a Markov-chain parameter is out of range."""
-    if isinstance(states, bool) or not isinstance(states, (int, np.integer)) or not 2 <= states < 2**31:
-        raise UserError(f"states: expected an integer >= 2 (the chain needs at least 2 states), got {states!r}")
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
-        raise UserError(f"order: expected an integer >= 1, got {order!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise UserError(f"temperature: expected a positive number or inf, got {temperature!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise UserError(f"seed: expected an integer in [0, 2**32), got {seed!r}")
-
-
-def softmax64(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """float64 softmax of ``logits / τ`` along the last axis (row max subtracted); τ = inf gives uniform rows."""
-    z = np.asarray(logits, np.float64) / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def mc_row(context: int | Sequence[int], states: int, temperature: float, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """Reference transition row after ``context`` (one state, or states oldest first): float64 [M].
-
-    Logits ``numpy.random.default_rng([c1+1+σ, …, ck+1+σ]).random(M)``, probabilities
-    ``softmax(logits / τ)`` in float64.
-    """
-    check_chain_params(states, 1, temperature, seed)
-    ctx = [int(context)] if isinstance(context, (int, np.integer)) else [int(c) for c in context]
-    if not ctx:
-        raise UserError("context: expected at least one state (use first_token_row for the first token)")
-    if any(not 0 <= c < states for c in ctx):
-        raise UserError(f"context: states must lie in [0, {states}), got {ctx}")
-    logits = np.random.default_rng([c + 1 + seed for c in ctx]).random(states)
-    return softmax64(logits, temperature)
-
-
-def first_token_row(states: int, temperature: float, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """Reference distribution of every sequence's first token: ``softmax(default_rng(σ).random(M) / τ)``."""
-    check_chain_params(states, 1, temperature, seed)
-    return softmax64(np.random.default_rng(seed).random(states), temperature)
-
-
-def entropy(probs: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) along the last axis."""
-    p = np.asarray(probs, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=-1)
-
-
-def _context_rows(states: int, order: int) -> int:
-    return sum(states**k for k in range(1, order + 1))
-
-
-def _cdf_int(probs: np.ndarray) -> np.ndarray:
-    """float64 probabilities -> cumulative integers in [0, 2^40], last entry exactly 2^40."""
-    cdf = np.cumsum(probs, axis=-1)
-    cdf /= cdf[..., -1:]
-    out = np.rint(cdf * float(1 << CDF_BITS)).astype(np.int64)
-    out[..., -1] = 1 << CDF_BITS
-    return out
-
-
-def reference_tables(states: int, order: int, temperature: float, seed: int):
-    """Build the flat sorted key table of every context row (lengths 1..n, base-M order), the first-token
-    cdf and each row's entropy. Returns ``(keys int64 [R·M], first int64 [M], entropies float64 [R])``."""
-    rows = _context_rows(states, order)
-    keys = np.empty(rows * states, np.int64)
-    entropies = np.empty(rows, np.float64)
-    chunk = max(1, (1 << 22) // states)
-    row = 0
-    for length in range(1, order + 1):
-        count = states**length
-        for lo in range(0, count, chunk):
-            hi = min(count, lo + chunk)
-            local = np.arange(lo, hi)
-            logits = np.empty((hi - lo, states), np.float64)
-            for i, value in enumerate(local.tolist()):
-                digits = [(value // states ** (length - 1 - d)) % states for d in range(length)]
-                logits[i] = np.random.default_rng([c + 1 + seed for c in digits]).random(states)
-            # softmax64, keeping z and Z for the entropy H = log Z − Σ p z (no log of every entry)
-            z = logits / temperature
-            z -= z.max(axis=-1, keepdims=True)
-            probs = np.exp(z)
-            total = probs.sum(axis=-1, keepdims=True)
-            probs /= total
-            entropies[row + lo:row + hi] = np.log(total[:, 0]) - np.einsum("ij,ij->i", probs, z)
-            index = np.arange(row + lo, row + hi, dtype=np.int64)[:, None]
-            keys[(row + lo) * states:(row + hi) * states] = ((index << ROW_SHIFT) + _cdf_int(probs)).ravel()
-        row += count
-    first = _cdf_int(first_token_row(states, temperature, seed))
-    return keys, first, entropies
-
-
-# ---------------------------------------------------------------------------------------------
-# counter-based rows
-# ---------------------------------------------------------------------------------------------
-def _signed64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-_MIX_C1 = _signed64(0xBF58476D1CE4E5B9)
-_MIX_C2 = _signed64(0x94D049BB133111EB)
-_GOLDEN = _signed64(0x9E3779B97F4A7C15)
-CODE_LIMIT = 1 << 62  # contexts are coded exactly while (M + 1)^n stays below this
-
-
-def _mix64(x: torch.Tensor) -> torch.Tensor:
-    """splitmix64's finaliser on int64 tensors (a bijection of 64-bit words). Multiplication wraps mod
-    2^64 on CPU and CUDA alike; right shifts are masked to act as logical shifts."""
-    x = x ^ ((x >> 30) & ((1 << 34) - 1))
-    x = x * _MIX_C1
-    x = x ^ ((x >> 27) & ((1 << 37) - 1))
-    x = x * _MIX_C2
-    return x ^ ((x >> 31) & ((1 << 33) - 1))
-
-
-def _mix64_int(value: int) -> int:
-    """``_mix64`` of one Python integer (same bits)."""
-    return int(_mix64(torch.tensor([_signed64(value % (1 << 64))], dtype=torch.int64))[0])
-
-
-def _seed_key(seed: int) -> int:
-    return _mix64_int(seed * 0x2545F4914F6CDD1D + 0x6A09E667F3BCC909)
-
-
-def _codes_fit(states: int, order: int) -> bool:
-    return (states + 1) ** order < CODE_LIMIT
-
-
-def _context_key(context: torch.Tensor, states: int, order: int, seed: int) -> torch.Tensor:
-    """Row key of each context (int64 [..., k] oldest first -> int64 [...]); k = 0 is the first token.
-
-    While ``(M + 1)^n < 2^62`` a context is coded exactly, ``code = Σ (c_i + 1)(M + 1)^(k−i)``, and
-    ``key = mix64(code ^ seed_key)``: distinct contexts never share a row. Otherwise the key is a hash
-    chain ``key_j = mix64(key_{j−1} ^ (c_j + 1))`` from ``mix64(seed_key)`` (64-bit collisions only).
-    """
-    seed_key = _seed_key(seed)
-    if _codes_fit(states, order):
-        code = torch.zeros(context.shape[:-1], dtype=torch.int64, device=context.device)
-        for j in range(context.shape[-1]):
-            code = code * (states + 1) + context[..., j] + 1
-        return _mix64(code ^ seed_key)
-    key = torch.full(context.shape[:-1], _mix64_int(seed_key), dtype=torch.int64, device=context.device)
-    for j in range(context.shape[-1]):
-        key = _mix64(key ^ (context[..., j] + 1))
-    return key
-
-
-def _index_hash(index: torch.Tensor) -> torch.Tensor:
-    """The context-free half of a logit's hash (precomputed for proposals or a whole row)."""
-    return _mix64((index + 1) * _GOLDEN)
-
-
-def _hash_combine(key: torch.Tensor, index_hash: torch.Tensor) -> torch.Tensor:
-    """U[0,1) logits (float32, 24 bits) of the tokens with ``index_hash`` in the rows ``key`` (broadcast)."""
-    z = _mix64(key ^ index_hash)
-    return ((z >> 40) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
-
-
-def hash_row(context: Sequence[int], states: int, temperature: float, seed: int = DEFAULT_SEED,
-             order: int | None = None) -> np.ndarray:
-    """The counter-hash row (float64 probabilities) after ``context`` ([] = the first token) in a chain of
-    order ``order`` (default: the context's length; it decides between exact codes and hash chains)."""
-    ctx = torch.tensor([[int(c) for c in context]], dtype=torch.int64).reshape(1, len(context))
-    key = _context_key(ctx, states, order or max(1, len(context)), seed)
-    logits = _hash_combine(key[:, None], _index_hash(torch.arange(states)))[0].double().numpy()
-    return softmax64(logits, temperature)
-
-
-def _full_row_step(code: torch.Tensor, prev: torch.Tensor, gumbel: torch.Tensor, drop: int, base: int,
-                   seed_key: int, row_hash: torch.Tensor, inv_temperature: float):
-    """One steady-state step of an order-n chain (n >= 2) with exactly coded contexts and whole-row
-    Gumbel-max sampling: forget the oldest token, append ``prev``, hash the row, draw. ~30 eager ops;
-    on CUDA it is compiled into a few fused kernels."""
-    code = (code % drop) * base + prev + 1
-    x = _hash_combine(_mix64(code ^ seed_key)[:, None], row_hash)
-    return torch.argmax(x * inv_temperature + gumbel, dim=1), code
-
-
-def _rejection_proposals(temperature: float) -> int:
-    """Proposals per token so that none is accepted with probability <= 1e-12."""
-    if math.isinf(temperature):
-        return 1
-    acceptance = temperature * -math.expm1(-1.0 / temperature)  # E[exp((x − 1)/τ)], x ~ U[0, 1)
-    if acceptance >= 1.0:
-        return 1
-    return max(1, math.ceil(math.log(1e-12) / math.log1p(-acceptance)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +90,7 @@ class MarkovTokens(TokenSource):
         self.vocab_size = self.target_vocab_size = self.states
         self.length = int(length)
         self.device = torch.device(device)
-        rows = _context_rows(self.states, self.order)
+        rows = context_rows(self.states, self.order)
         fits = rows <= REFERENCE_MAX_ROWS and rows * self.states <= REFERENCE_MAX_ENTRIES
         if row_source == "auto":
             row_source = "reference" if fits else HASH_VERSION
@@ -316,13 +107,13 @@ class MarkovTokens(TokenSource):
             offsets = np.cumsum([0] + [self.states**k for k in range(1, self.order + 1)])
             self._offsets = [int(o) for o in offsets]  # rows of contexts of length k start at offsets[k-1]
         else:
-            self._proposals = _rejection_proposals(self.temperature)
+            self._proposals = rejection_proposals(self.temperature)
             self._full_row = self.states <= max(FULL_ROW_MAX, self._proposals)
             empty = torch.zeros(1, 0, dtype=torch.int64, device=self.device)
-            self._first_key = _context_key(empty, self.states, self.order, self.seed)  # [1]
+            self._first_key = context_key(empty, self.states, self.order, self.seed)  # [1]
             if self.order == 1:  # per-state row keys, looked up instead of hashed every step
                 states = torch.arange(self.states, device=self.device)[:, None]
-                self._key_table = _context_key(states, self.states, 1, self.seed)
+                self._key_table = context_key(states, self.states, 1, self.seed)
         blocked_ok = row_source == "reference" and self.order == 1 and self.states <= BLOCKED_MAX_STATES
         wavefront_ok = (row_source == HASH_VERSION and self.order == 1 and not self._full_row
                         and math.exp(-1.0 / self.temperature) >= WAVEFRONT_MIN_FORCED)
@@ -341,9 +132,9 @@ class MarkovTokens(TokenSource):
         if compile not in ("auto", "on", "off"):
             raise UserError(f"compile: expected auto, on or off, got {compile!r}")
         compilable = (row_source == HASH_VERSION and self.order >= 2 and self._full_row
-                      and _codes_fit(self.states, self.order))
+                      and codes_fit(self.states, self.order))
         self._compile = compilable and (compile == "on" or (compile == "auto" and self.device.type == "cuda"))
-        self._step = _full_row_step
+        self._step = full_row_step
         self._step_compiled = False
 
     def metadata(self) -> dict:
@@ -469,7 +260,7 @@ class MarkovTokens(TokenSource):
         draws = [self._draw_proposals(min(chunk, L - lo), B, generator) for lo in range(0, L, chunk)]
         proposals, threshold = (torch.cat(parts) for parts in zip(*draws))
         tokens = torch.where(threshold[:, :, 0] < 0, proposals[:, :, 0], -1)  # forced positions
-        x = _hash_combine(self._first_key[:, None], _index_hash(proposals[0]))
+        x = hash_combine(self._first_key[:, None], index_hash(proposals[0]))
         tokens[0] = proposals[0].gather(1, (x > threshold[0]).to(torch.uint8).argmax(dim=1)[:, None])[:, 0]
         known = tokens >= 0
         while True:
@@ -479,7 +270,7 @@ class MarkovTokens(TokenSource):
                 break
             t = t + 1
             key = self._key_table[tokens[t - 1, b]]
-            x = _hash_combine(key[:, None], _index_hash(proposals[t, b]))
+            x = hash_combine(key[:, None], index_hash(proposals[t, b]))
             first = (x > threshold[t, b]).to(torch.uint8).argmax(dim=1)  # 0 when none is accepted
             tokens[t, b] = proposals[t, b].gather(1, first[:, None])[:, 0]
             known[t, b] = True
@@ -489,7 +280,7 @@ class MarkovTokens(TokenSource):
         if self._compile and not self._step_compiled:
             self._step_compiled = True
             try:
-                compiled = torch.compile(_full_row_step, fullgraph=True, dynamic=False)
+                compiled = torch.compile(full_row_step, fullgraph=True, dynamic=False)
                 result = compiled(*args)
                 self._step = compiled
                 return result
@@ -508,19 +299,19 @@ class MarkovTokens(TokenSource):
         B, L, M, n, dev = num_sequences, self.length, self.states, self.order, self.device
         tokens = torch.empty(L, B, dtype=torch.int64, device=dev)
         chunk = self._rejection_chunk(B)
-        exact = _codes_fit(M, n)
-        seed_key = _seed_key(self.seed)
+        exact = codes_fit(M, n)
+        seed_key = hashed_seed(self.seed)
         drop = (M + 1) ** (n - 1)  # code % drop forgets the oldest token of a full context
         code = torch.zeros(B, dtype=torch.int64, device=dev)
         if self._full_row:
-            row_hash = _index_hash(torch.arange(M, device=dev))
+            row_hash = index_hash(torch.arange(M, device=dev))
         for lo in range(0, L, chunk):
             count = min(chunk, L - lo)
             if self._full_row:
                 gumbel = self._draw_gumbel(count, B, generator)
             else:
                 proposals, threshold = self._draw_proposals(count, B, generator)
-                proposal_hash = _index_hash(proposals)
+                proposal_hash = index_hash(proposals)
             for i in range(count):
                 t = lo + i
                 if t == 0:
@@ -533,14 +324,14 @@ class MarkovTokens(TokenSource):
                     continue
                 elif exact:
                     code = (code % drop if t > n else code) * (M + 1) + tokens[t - 1] + 1
-                    key = _mix64(code ^ seed_key)
+                    key = mix64(code ^ seed_key)
                 else:
-                    key = _context_key(tokens[max(0, t - n):t].t(), M, n, self.seed)
+                    key = context_key(tokens[max(0, t - n):t].t(), M, n, self.seed)
                 if self._full_row:
-                    x = _hash_combine(key[:, None], row_hash)
+                    x = hash_combine(key[:, None], row_hash)
                     tokens[t] = torch.argmax(x * (1.0 / self.temperature) + gumbel[i], dim=1)
                 else:
-                    x = _hash_combine(key[:, None], proposal_hash[i])
+                    x = hash_combine(key[:, None], proposal_hash[i])
                     first = (x > threshold[i]).to(torch.uint8).argmax(dim=1)  # 0 when none is accepted
                     tokens[t] = proposals[i].gather(1, first[:, None])[:, 0]
         return tokens.t().contiguous()
