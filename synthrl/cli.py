@@ -81,13 +81,7 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=ArgumentParser)
     sub.required = True
     for verb in VERBS:
-        try:
-            module = importlib.import_module(f"synthrl.commands.{verb}")
-        except ModuleNotFoundError as e:
-            if e.name == f"synthrl.commands.{verb}":
-                continue  # this verb has not landed yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"synthrl.commands.{verb}").register(sub)
     return parser
 
 
