@@ -236,10 +236,15 @@ def load_dataset(name_or_path: str, env: str | None = None, *, verify_checksum: 
     """
     text = str(name_or_path)
     if "/" in text and not Path(text).expanduser().exists():
-        from synthrl.data.minari import load_minari, minari_dataset_path
+        from synthrl.data.minari import minari_dataset_path, read_minari
 
         if minari_dataset_path(text) is not None:
-            return load_minari(text, env=env)
+            path, arrays, meta, guess = read_minari(text)
+            arrays = _normalise_arrays(path, arrays)
+            env_name = infer_env(path, guess, meta, arrays, env)
+            validate_arrays(path, arrays, env_name)
+            return OfflineDataset(name=text, path=path, env=env_name, meta=meta, checksum_status="Minari dataset",
+                                  **arrays)
     name, path = resolve_dataset(text)
     arrays, meta = read_d4rl_hdf5(path)
     env_name = infer_env(path, name, meta, arrays, env)

@@ -26,10 +26,10 @@ def minari_dataset_path(dataset_id: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_minari(dataset_id: str, env: str | None = None):
+def read_minari(dataset_id: str) -> tuple[Path, dict[str, np.ndarray], dict, str]:
+    """A Minari dataset's episodes as D4RL-layout arrays: (path, arrays, meta, the name to infer the env from).
+    synthrl.data.dataset.load_dataset checks them and makes the OfflineDataset."""
     import h5py
-
-    from synthrl.data.dataset import OfflineDataset, _normalise_arrays, infer_env, validate_arrays
 
     path = minari_dataset_path(dataset_id)
     if path is None:
@@ -65,10 +65,7 @@ def load_minari(dataset_id: str, env: str | None = None):
         raise UserError(f"{path}: unreadable Minari file ({e})") from None
     if not parts["rewards"]:
         raise UserError(f"{path}: holds no episodes")
-    arrays = _normalise_arrays(path, {k: np.concatenate(v) for k, v in parts.items()})
-    name = dataset_id
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
     guess = dataset_id.split("/")[1] if dataset_id.count("/") >= 2 else dataset_id.split("/")[0]
     meta = {"minari_id": dataset_id, "env_spec": env_id if isinstance(env_id, str) else str(env_id)}
-    env_name = infer_env(path, f"{guess}-minari-v0", meta, arrays, env)
-    validate_arrays(path, arrays, env_name)
-    return OfflineDataset(name=name, path=path, env=env_name, meta=meta, checksum_status="Minari dataset", **arrays)
+    return path, arrays, meta, f"{guess}-minari-v0"

@@ -124,7 +124,7 @@ class Pretrainer:
         self.chunk_fn = ce_chunk
         self.compiled = use_compile(cfg.compile, self.device)
         if self.compiled:
-            from synthrl.dt.runner import compiled_or_eager
+            from synthrl.dt.fast import compiled_or_eager
 
             self.hidden_fn = compiled_or_eager(self.model.hidden, "default")
             self.chunk_fn = compiled_or_eager(ce_chunk, "default")  # fuses the softmax passes over chunk x M
