@@ -83,3 +83,26 @@ def test_no_module_over_500_lines():
     assert over <= KNOWN_OVER, f"over {MAX_LINES} lines: {sorted((f, sizes[f]) for f in over - KNOWN_OVER)}"
     fixed = KNOWN_OVER - over
     assert not fixed, f"now under {MAX_LINES} lines, take off KNOWN_OVER: {sorted(fixed)}"
+
+
+def test_sweep_and_loader_find_a_d4rl_name_in_the_same_place(monkeypatch, tmp_path):
+    """One set of D4RL path helpers: an empty $D4RL_DATASET_DIR means the default for both."""
+    from synthrl.data.dataset import resolve_dataset
+    from synthrl.sweep.plan import dataset_file
+    from synthrl.sweep.schema import DatasetSpec
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("D4RL_DATASET_DIR", "")
+    folder = tmp_path / ".d4rl" / "datasets"
+    folder.mkdir(parents=True)
+    (folder / "hopper_medium_replay-v2.hdf5").write_bytes(b"")
+    planned = dataset_file(DatasetSpec(name="hopper-medium-replay-v2", env="hopper"))
+    assert planned == resolve_dataset("hopper-medium-replay-v2")[1] == folder / "hopper_medium_replay-v2.hdf5"
+
+
+def test_sweep_environments_are_the_env_registry():
+    from synthrl.envs.specs import ENVS as SPECS
+    from synthrl.sweep.schema import D4RL_DATASETS, ENVS
+
+    assert ENVS == tuple(SPECS)
+    assert len(D4RL_DATASETS) == 3 * len(SPECS)

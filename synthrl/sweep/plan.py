@@ -9,11 +9,12 @@ fine-tunes from the same checkpoints; the checkpoint step is a fine-tuning choic
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from synthrl.data.dataset import d4rl_dataset_dir   # the d4rl package's cache layout, one place
+from synthrl.data.official import d4rl_file_name
 from synthrl.errors import UserError
 from synthrl.sweep.schema import (
     CQLPretrainSpec,
@@ -302,17 +303,6 @@ def make_plan(sweep: Sweep) -> Plan:
 
 
 # -- datasets at launch ----------------------------------------------------------------------------
-def d4rl_dataset_dir() -> Path:
-    return Path(os.environ.get("D4RL_DATASET_DIR", Path.home() / ".d4rl" / "datasets")).expanduser()
-
-
-def d4rl_file_name(name: str) -> str:
-    """'hopper-medium-replay-v2' -> 'hopper_medium_replay-v2.hdf5' (the d4rl package's cache name)."""
-    stem, version = name.rsplit("-", 1)
-    env, kind = stem.split("-", 1)
-    return f"{env}_{kind.replace('-', '_')}-{version}.hdf5"
-
-
 def dataset_file(dataset: DatasetSpec) -> Path | None:
     """Where a named or user file dataset lives (None for one the sweep makes)."""
     if dataset.make is not None:

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from synthrl.config_fields import check_value, field_default, field_type, meta, nested_config, to_jsonable
+from synthrl.data.official import LEVELS
+from synthrl.envs.specs import ENVS as ENV_SPECS
 from synthrl.errors import UserError
 from synthrl.sweep.checks import (_apply_override, _Check, _join, _seeds, document_source,  # noqa: F401
                                   parse_set_options, read_documents)
 
 ALGORITHMS = ("cql", "dt")
-ENVS = ("halfcheetah", "hopper", "walker2d", "ant")
-D4RL_DATASETS = tuple(f"{env}-{kind}-v2" for env in ENVS for kind in ("medium", "medium-replay", "medium-expert"))
+ENVS = tuple(ENV_SPECS)   # the one list of environments: synthrl/envs/specs.py
+D4RL_DATASETS = tuple(f"{env}-{level}-v2" for env in ENVS for level in LEVELS)
 MAKE_POLICIES_HINT = "random or a path to a saved policy"
 RESERVED_NAMES = ("artifacts", "_tune", "datasets")
 
