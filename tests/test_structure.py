@@ -106,3 +106,27 @@ def test_sweep_environments_are_the_env_registry():
 
     assert ENVS == tuple(SPECS)
     assert len(D4RL_DATASETS) == 3 * len(SPECS)
+
+
+def test_made_dataset_key_covers_the_policy_content_not_its_path(tmp_path):
+    import shutil
+
+    from synthrl.sweep.plan import make_params
+    from synthrl.sweep.schema import DatasetSpec, MakeSpec
+    from synthrl.utils.io import params_key
+
+    run = tmp_path / "a" / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "params.json").write_text('{"algorithm": "cql"}')
+    (run / "checkpoint" / "state.pt").write_bytes(b"weights-1")
+    copy = tmp_path / "b" / "elsewhere"
+    shutil.copytree(run, copy)
+
+    def key(policy):
+        spec = DatasetSpec(name="hopper-made", env="hopper", make=MakeSpec(env="hopper", policy=str(policy), steps=100))
+        return params_key(make_params(spec))
+
+    assert key(run) == key(copy)
+    (copy / "checkpoint" / "state.pt").write_bytes(b"weights-2")
+    assert key(run) != key(copy)
+    assert key("random") != key(run)

@@ -338,23 +338,45 @@ def missing_datasets(sweep: Sweep) -> list[str]:
 def make_params(dataset: DatasetSpec) -> dict:
     assert dataset.make is not None
     # the name is part of the key: the file is called after it, and the algorithms name the dataset by its file
-    return {"env": dataset.make.env, "policy": dataset.make.policy, "steps": dataset.make.steps,
+    return {"env": dataset.make.env, "policy": policy_content(dataset.make.policy), "steps": dataset.make.steps,
             "seed": dataset.make.seed, "name": dataset.name}
 
 
+def policy_content(policy: str) -> str | dict:
+    """What a made dataset's behaviour policy is, for its store key: a built-in's name, or a saved run's
+    content (sha256 of params.json and of every checkpoint file), so copies of a run share the key and a
+    retrained run at the same path gets a new one."""
+    from synthrl.envs.policies import BUILTIN_POLICIES
+    from synthrl.utils.io import sha256_file
+
+    if policy in BUILTIN_POLICIES:
+        return policy
+    run_dir = Path(policy).expanduser()
+    while not (run_dir / "params.json").is_file() and run_dir.parent != run_dir:
+        run_dir = run_dir.parent   # a file or folder inside the run directory
+    if not (run_dir / "params.json").is_file():
+        raise UserError(f"make.policy {policy}: no params.json in it or above it, expected random, sine or a run "
+                        "directory of `synthrl run`")
+    files = [run_dir / "params.json"] + sorted(p for p in (run_dir / "checkpoint").rglob("*") if p.is_file())
+    return {"run": {str(f.relative_to(run_dir)): sha256_file(f) for f in files}}
+
+
 def build_made_dataset(dataset: DatasetSpec, store) -> Path:
-    """Generate a ``make:`` dataset once into ``store`` (content-addressed) with ``synthrl data make``."""
-    from synthrl.cli import main as synthrl_main
+    """Generate a ``make:`` dataset once into ``store`` (content-addressed), as `synthrl data make` does."""
+    from synthrl.data.make import make_dataset
+    from synthrl.envs.policies import BUILTIN_POLICIES, builtin_policy, load_policy
 
     params = make_params(dataset)
     file_name = f"{slugify(dataset.name)}.hdf5"
+    make = dataset.make
 
     def build(tmp: Path) -> None:
-        argv = ["data", "make", params["env"], "--policy", params["policy"], "--steps", str(params["steps"]),
-                "--seed", str(params["seed"]), "--quiet", "--out", str(tmp / file_name)]
-        code = synthrl_main(argv)
-        if code != 0 or not (tmp / file_name).is_file():
-            raise UserError(f"dataset {dataset.name}: `synthrl {' '.join(argv[:-2])}` failed (exit {code})")
+        if make.policy in BUILTIN_POLICIES:
+            policy = builtin_policy(make.policy, make.env, seed=make.seed)
+            description = policy.describe()
+        else:
+            policy, description = load_policy(make.policy), f"saved run {make.policy} (member 0)"
+        make_dataset(make.env, policy, make.steps, tmp / file_name, seed=make.seed, policy_description=description)
 
     return store.get_or_build("datasets", params, build) / file_name
 
