@@ -12,8 +12,8 @@ and exposes::
     runner.start_evaluation() -> PendingRows  # optional: evaluate a snapshot while training goes on
     runner.eval_overlap -> bool               # optional: drive uses start_evaluation when true
 
-``drive`` is what ``synthrl run`` uses; a Tune trainable calls ``train``/``evaluate`` itself
-between ``tune.report`` calls and writes the same run directory through ``RunDirWriter``.
+``drive`` is the one training loop: ``synthrl run`` calls it, and so does the Tune trainable, with a
+report hook (``on_eval``: ``tune.report`` per evaluation, with the checkpoint of its moment).
 """
 
 from __future__ import annotations
@@ -141,8 +141,13 @@ def drive(
     progress: bool = True,
     on_eval: Callable[[list[dict[str, Any]]], None] | None = None,
     desc: str = "train",
+    saved: tuple[dict, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train to ``total_updates`` with an evaluation every ``eval_every`` updates; write DONE last.
+
+    ``resume``: continue from the run directory's checkpoint, or from ``saved`` = (state, where it was
+    read from) when given (a Tune retry's checkpoint). ``on_eval(rows)`` runs after each evaluation's
+    rows and checkpoint are written (the run directory's checkpoint/ then holds that evaluation's state).
 
     With a runner that overlaps evaluation, each evaluation runs on a snapshot while training goes
     on; its rows and the checkpoint of its moment are written as soon as it finishes (at the latest
@@ -152,7 +157,9 @@ def drive(
     from tqdm import tqdm
 
     writer = RunDirWriter(run_dir, runner)
-    if resume:
+    if resume and saved is not None:
+        writer.restore(*saved)
+    elif resume:
         writer.restore()
     last_rows: list[dict[str, Any]] = []
     overlap = overlaps_evaluation(runner)

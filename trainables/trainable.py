@@ -11,35 +11,20 @@ recomputed.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from synthrl import registry
 from synthrl.errors import UserError
 from synthrl.rundir import STATE_FILE, RunDir, load_state_file
-from synthrl.runner import RunDirWriter, updates_until_next_eval
+from synthrl.runner import drive
 from synthrl.store import ArtifactStore
 from synthrl.sweep.plan import Trial, build_config
 
 PID_FILE = ".worker.pid"   # in the run directory: which process runs the trial (for operators and fault tests)
-
-
-def algorithm_api(algorithm: str):
-    """(make_runner, run_params, build_pretrain_artifact(config, store)) of an algorithm (docs/CONTRACTS.md)."""
-    if algorithm == "cql":
-        from synthrl.cql.runner import build_pretrain_artifact, make_runner, run_params
-
-        return make_runner, run_params, build_pretrain_artifact
-    from synthrl.dt.pretrain import build_pretrain_artifact as dt_build
-    from synthrl.dt.runner import make_runner, run_params
-
-    def build(config, store, progress=False):
-        return None if config.pretrain is None else dt_build(config.pretrain, store, progress=progress)
-
-    return make_runner, run_params, build
 
 
 def run_directory(storage: str | os.PathLike, sweep_name: str, trial_id: str) -> RunDir:
@@ -54,10 +39,7 @@ def trial_params(algorithm: str, trial: Trial, config, run_params, sweep_name: s
     params.update(algorithm=algorithm, variant=trial.variant, dataset=trial.dataset.name, seeds=list(trial.seeds))
     cfg = trial.config
     if "pretrain_updates" not in params:
-        if algorithm == "dt":
-            params["pretrain_updates"] = cfg.get("pretrain_step", 0) if cfg.get("pretrain") else 0
-        else:
-            params["pretrain_updates"] = cfg.get("pretrain_updates", 0) if cfg.get("pretrain") != "none" else 0
+        params["pretrain_updates"] = registry.algorithm(algorithm).trial_pretrain_updates(cfg)
     params.setdefault("finetune_ratio", cfg.get("finetune_ratio", 1.0))
     params["sweep"] = {"name": sweep_name, "trial_id": trial.trial_id, "seed_group": trial.group,
                        "config": trial.config}
@@ -65,9 +47,11 @@ def trial_params(algorithm: str, trial: Trial, config, run_params, sweep_name: s
 
 
 def summarize(rows: list[dict[str, Any]], runner) -> dict[str, Any]:
-    """One Tune result from an evaluation's per-seed rows: means over the ensemble, named as metrics.csv."""
-    out: dict[str, Any] = {"update": int(runner.updates_done), "total_updates": int(runner.total_updates),
-                           "progress": runner.updates_done / max(1, runner.total_updates)}
+    """One Tune result from an evaluation's per-seed rows: means over the ensemble, named as metrics.csv.
+    The update is the rows' own (an overlapped evaluation finishes after training has gone on)."""
+    update = max((int(r["update"]) for r in rows if r.get("update") is not None), default=int(runner.updates_done))
+    out: dict[str, Any] = {"update": update, "total_updates": int(runner.total_updates),
+                           "progress": update / max(1, runner.total_updates)}
     numeric: dict[str, list[float]] = {}
     for row in rows:
         for key, value in row.items():
@@ -140,44 +124,49 @@ def run_trial(config: dict) -> None:
     cpus = max(1, int(config.get("cpus", 1) or 1))
     torch.set_num_threads(cpus)
     os.environ.setdefault("SYNTHRL_EVAL_WORKERS", str(trial_eval_workers(cpus)))
-    make_runner, run_params, _ = algorithm_api(algorithm)
+    algo = registry.algorithm(algorithm)
     algo_config = build_config(algorithm, trial.config, config["dataset_paths"][trial.dataset.name], device)
-    store = ArtifactStore(storage)
-    quiet = {"progress": False} if "progress" in inspect.signature(make_runner).parameters else {}
-    runner = make_runner(algo_config, store, **quiet)
-    params = trial_params(algorithm, trial, algo_config, run_params, config["sweep"])
+    runner = algo.make_runner(algo_config, ArtifactStore(storage), progress=False)
+    params = trial_params(algorithm, trial, algo_config, algo.run_params, config["sweep"])
     params["fast_path"] = getattr(runner, "fast_path", None)  # the update path this trial uses, and why
-    writer = RunDirWriter(run_dir, runner)
 
-    # the same resume rule as `synthrl run --resume`: metrics.csv keeps exactly the rows up to the
-    # checkpoint continued from, none without one (RunDirWriter.restore)
+    # the same resume rule as `synthrl run --resume` (RunDirWriter.restore): metrics.csv keeps exactly the
+    # rows up to the checkpoint continued from, none without one. A Tune retry continues Tune's checkpoint;
+    # a relaunch the run directory's own, if it is this trial's.
+    saved = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state_file = Path(directory) / STATE_FILE
-            writer.restore(load_state_file(state_file), source=str(state_file))
+            saved = (load_state_file(state_file), str(state_file))
     else:
+        run_dir.recover_checkpoint()
         if run_dir.has_checkpoint():
-            # a relaunch (not a Tune retry): continue the run directory's own checkpoint if it is this trial's
             old = run_dir.read_params().get("sweep", {}).get("config")
             if old != trial.config:
                 raise UserError(f"{run_dir.path}: holds a run of different parameters than trial {trial.trial_id}; "
                                 "move it away or run the sweep under another --name")
-        writer.restore()
     run_dir.write_params(params)
+    drive(runner, run_dir, resume=True, saved=saved, progress=False,
+          on_eval=_tune_reporter(run_dir, runner, _live_metrics(config["sweep"], trial)))
 
-    live = _live_metrics(config["sweep"], trial)
-    while runner.updates_done < runner.total_updates:
-        n, started = updates_until_next_eval(runner), time.perf_counter()
-        runner.train(n)
-        train_s = time.perf_counter() - started
-        if runner.updates_done % runner.eval_every == 0 or runner.updates_done >= runner.total_updates:
-            rows = writer.evaluate_and_record()
-            result = summarize(rows, runner)
-            if live is not None:
-                result.update(live.record_evaluation(rows, n, train_s))
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(run_dir.checkpoint_dir)))
-    run_dir.mark_done({"updates": runner.updates_done, "wall_clock_s": round(writer.wall_clock_s(), 3)})
+
+def _tune_reporter(run_dir: RunDir, runner, live):
+    """drive's report hook: one ``tune.report`` per evaluation, with the checkpoint drive has just written for
+    it (the state of the evaluation's moment, also when the evaluation overlapped training)."""
+    from ray import tune
+
+    last = {"update": runner.updates_done, "time": time.perf_counter()}
+
+    def report(rows: list[dict[str, Any]]) -> None:
+        result = summarize(rows, runner)
+        now = time.perf_counter()
+        if live is not None:  # updates per second of the trial's wall clock between evaluations
+            result.update(live.record_evaluation(rows, result["update"] - last["update"], now - last["time"]))
+        last.update(update=result["update"], time=now)
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(run_dir.checkpoint_dir)))
+
+    return report
 
 
 class _NamedAfterTrial:
@@ -216,9 +205,13 @@ def build_artifact(algorithm: str, config: dict, dataset_path: str, storage: str
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    _, _, build = algorithm_api(algorithm)
+    algo = registry.algorithm(algorithm)
     algo_config = build_config(algorithm, config, dataset_path, device)
-    path = build(algo_config, ArtifactStore(storage), progress=False)
+    store = ArtifactStore(storage)
+    if algo.build_pretrain is None:  # the runner builds what it misses: build it that way, train nothing
+        algo.make_runner(algo_config, store, progress=False, fast_path_check=False)
+        return None
+    path = algo.build_pretrain(algo_config, store, progress=False)
     if path is None:
         raise UserError(f"{algorithm}: variant has no pre-training to build")
     return str(path)
