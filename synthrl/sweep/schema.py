@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from synthrl import registry
 from synthrl.config_fields import check_value, field_default, field_type, meta, nested_config, to_jsonable
 from synthrl.data.official import LEVELS
 from synthrl.envs.specs import ENVS as ENV_SPECS
@@ -20,7 +21,6 @@ from synthrl.errors import UserError
 from synthrl.sweep.checks import (_apply_override, _Check, _join, _seeds, document_source,  # noqa: F401
                                   parse_set_options, read_documents)
 
-ALGORITHMS = ("cql", "dt")
 ENVS = tuple(ENV_SPECS)   # the one list of environments: synthrl/envs/specs.py
 D4RL_DATASETS = tuple(f"{env}-{level}-v2" for env in ENVS for level in LEVELS)
 MAKE_POLICIES_HINT = "random or a path to a saved policy"
@@ -221,11 +221,8 @@ def _dataset(c: _Check, value: Any, path: str) -> DatasetSpec:
 
 
 def config_class(algorithm: str):
-    """The config dataclass whose fields a sweep's finetune/pretrain blocks are (C1: the registry's)."""
-    from synthrl.cql.config import CQLConfig
-    from synthrl.dt.config import DTConfig
-
-    return {"cql": CQLConfig, "dt": DTConfig}[algorithm]
+    """The config dataclass whose fields a sweep's finetune/pretrain blocks are: the registered algorithm's."""
+    return registry.algorithm(algorithm).config
 
 
 def pretrain_class(algorithm: str):
@@ -277,7 +274,7 @@ def _pretrain(c: _Check, algorithm: str, value: Any, path: str) -> CQLPretrainSp
     c.string(m[kind_key], _join(path, kind_key), kinds)
     values = _block(c, cls, m, path, "pretrain")
     values["config"] = _config_fields(c, cls, m.get("config", {}), _join(path, "config"))
-    if algorithm == "cql":
+    if cls is config_class(algorithm):   # pre-training settings are fields of the algorithm's own config
         return CQLPretrainSpec(**values)
     steps = values["steps"]
     if "checkpoints" in m:
@@ -410,7 +407,7 @@ def sweep_from_dict(data: Any, source: str = "<sweep>", overrides: dict[str, Any
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in RESERVED_NAMES:
         raise c.fail("name", "a name of letters, digits, '.', '_' or '-' (it names a directory; "
                              f"not one of {', '.join(RESERVED_NAMES)})", name)
-    algorithm = c.string(m["algorithm"], "algorithm", ALGORITHMS)
+    algorithm = c.string(m["algorithm"], "algorithm", tuple(registry.algorithms()))
 
     raw_datasets = m["datasets"]
     if not isinstance(raw_datasets, list) or not raw_datasets:
