@@ -327,3 +327,47 @@ def test_config_errors_name_the_field():
         IQLConfig(dataset="x", expectile=1.5).validate()
     with pytest.raises(UserError, match=r"iql\.pretrain: expected one of none, mdp"):
         IQLConfig(dataset="x", pretrain="dt").validate()
+
+
+
+@pytest.fixture
+def iql_registered(monkeypatch):
+    from synthrl import registry
+
+    if "synthrl.iql" not in registry.ALGORITHM_MODULES:  # until the registry line is in
+        monkeypatch.setattr(registry, "ALGORITHM_MODULES", registry.ALGORITHM_MODULES + ("synthrl.iql",))
+    registry.reset_cache()
+    yield registry
+    registry.reset_cache()
+
+
+def test_iql_registers_like_cql(iql_registered):
+    """One registry line makes IQL known: its name, config, pre-training kinds and table variants."""
+    from synthrl.iql import ALGORITHM
+
+    registry = iql_registered
+    assert registry.algorithm("iql") is ALGORITHM and ALGORITHM.config is IQLConfig
+    assert set(ALGORITHM.pretrain_kinds) == {"mdp", "iid", "identity", "mapping"}
+    assert all(registry.pretrain_kind(ALGORITHM, k) is not None for k in ALGORITHM.pretrain_kinds)
+    assert [registry.variant_label("iql", k) for k in ("none", "mdp", "iid")] == ["IQL", "IQL+MDP", "IQL+IID"]
+
+
+def test_synthrl_run_iql(tmp_path, iql_registered, capsys):
+    """The contract's command line: a pre-trained IQL run into a run directory; bad input is one line."""
+    from synthrl.cli import main
+
+    data, out = tiny_hopper_file(tmp_path), tmp_path / "run"
+    argv = ["run", "iql", "--dataset", str(data), "--out", str(out), "--updates", "40", "--eval-every", "20",
+            "--eval-episodes", "1", "--seeds", "0-1", "--batch-size", "32", "--pretrain", "mdp",
+            "--pretrain-updates", "20", "--states", "10", "--actions", "10", "--trajectories", "10", "--length", "50",
+            "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0
+    params = RunDir(out).read_params()
+    assert params["algorithm"] == "iql" and params["variant"] == "iql+mdp" and params["pretrain_params"]["updates"] == 20
+    assert [(int(r["seed"]), int(r["update"])) for r in RunDir(out).read_metrics()] == [(0, 20), (1, 20), (0, 40), (1, 40)]
+    assert main(argv + ["--resume"]) == 0 and "already done" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(argv[:-1] + ["--expectile", "1"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--expectile" in err and "expected a number in (0, 1)" in err
