@@ -14,9 +14,8 @@ by their dataset's mean/std (+1e-3), rewards scaled by 1000 / (max - min episode
 
 Pre-training is CQL's forward-dynamics artifact (spec cql.md section 2, the same for the same
 settings): Q-nets from its hidden layers and untouched Q head, targets copied, V's hidden layers
-from Q-net 1's (first layer without the action columns) under V's own head, optimisers fresh.
-CQL's machinery is reused by inheritance: chunked random numbers, the CUDA graph and its start-up
-check against eager, the evaluation (overlapped with training on CUDA) and the runner.
+from Q-net 1's (first layer without the action columns) under V's own head, optimisers fresh. CQL's
+machinery is inherited: chunked random numbers, the CUDA graph and its check, evaluation, the runner.
 """
 
 from __future__ import annotations
@@ -35,11 +34,11 @@ from synthrl.cql.config import PRETRAIN_KINDS, CQLConfig, check_device, check_se
 from synthrl.cql.pretrain import build_pretrain_artifact_for, pretrain_params_for, transferred_q
 from synthrl.cql.runner import (CQLRunner, EnsemblePolicy, PendingEvaluation, PolicySnapshot, _load_dataset,
                                 settle_fast_path)
+from synthrl.envs.specs import get_spec
 from synthrl.registry import FORWARD_DYNAMICS, Algorithm
 from synthrl.utils.fastpath import SAME_ARITHMETIC, TF32, compare, failed, flatten_tensors
 from synthrl.utils.io import params_key, resolve_device
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 EXP_ADV_MAX = 100.0
 OBS_STD_EPS = 1e-3
 ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
@@ -83,8 +82,10 @@ class IQLConfig:
     pretrain_seed: int = as_in_cql("pretrain_seed")
     # -- fine-tuning -------------------------------------------------------------------------------
     updates: int = as_in_cql("updates")
+    extra_updates: int = as_in_cql("extra_updates")
     eval_every: int = as_in_cql("eval_every")
     eval_episodes: int = as_in_cql("eval_episodes")
+    finetune_ratio: float = as_in_cql("finetune_ratio")
     batch_size: int = as_in_cql("batch_size")
     discount: float = as_in_cql("discount")
     soft_target_tau: float = as_in_cql("soft_target_tau")
@@ -108,7 +109,7 @@ class IQLConfig:
 
     @property
     def total_updates(self) -> int:
-        return self.updates
+        return self.updates + self.extra_updates
 
     @property
     def variant(self) -> str:
@@ -144,7 +145,7 @@ def mlp(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 def policy_mean_log_std(policy: dict[str, torch.Tensor], obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """obs [E, B, dS] -> tanh mean [E, B, dA], clamped state-independent log-std [E, 1, dA]."""
     mean = torch.tanh(mlp(policy, obs))
-    return mean, policy["log_std"].clamp(LOG_STD_MIN, LOG_STD_MAX).unsqueeze(1)
+    return mean, policy["log_std"].clamp(nets.LOG_STD_MIN, nets.LOG_STD_MAX).unsqueeze(1)
 
 
 def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ def gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch.
     return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
-def v_values(v: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
+def v_values(v: dict[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:  # obs [E, B, dS] -> [E, B]
     return mlp(v, obs)[..., 0]
 
 
@@ -231,9 +232,8 @@ def reward_scale_of(episode_returns: np.ndarray, scale: float = 1000.0) -> float
 def v_from_q(q_init: dict[str, torch.Tensor], obs_dim: int, fresh_v: dict[str, torch.Tensor]) -> dict:
     """V's start from pre-trained Q-nets: Q-net 1's hidden layers (the state columns of its first layer),
     V's own fresh head."""
-    return {"w0": q_init["w0"][0, :obs_dim].clone(), "b0": q_init["b0"][0].clone(),
-            "w1": q_init["w1"][0].clone(), "b1": q_init["b1"][0].clone(),
-            "w2": fresh_v["w2"], "b2": fresh_v["b2"]}
+    return {"w0": q_init["w0"][0, :obs_dim].clone(), "b0": q_init["b0"][0].clone(), "w1": q_init["w1"][0].clone(),
+            "b1": q_init["b1"][0].clone(), "w2": fresh_v["w2"], "b2": fresh_v["b2"]}
 
 
 class IQLEnsemble(CQLEnsemble):
@@ -249,9 +249,8 @@ class IQLEnsemble(CQLEnsemble):
         E = self.num_members = len(members)
         obs_dim, act_dim = datasets[0]["observations"].shape[1], datasets[0]["actions"].shape[1]
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        for d in datasets:
-            if d["observations"].shape[1] != obs_dim or d["actions"].shape[1] != act_dim:
-                raise ValueError("ensemble members must share observation and action dims")
+        if {(d["observations"].shape[1], d["actions"].shape[1]) for d in datasets} != {(obs_dim, act_dim)}:
+            raise ValueError("ensemble members must share observation and action dims")
 
         # observations normalised by their own dataset's statistics, then all data resident on the device
         stats = [observation_stats(d["observations"]) for d in datasets]
@@ -437,8 +436,6 @@ class IQLRunner(CQLRunner):
 
 def run_params(config: IQLConfig) -> dict:
     """Everything that identifies the run (params.json); --resume refuses a run whose params differ."""
-    from synthrl.envs import get_spec
-
     config = config.validate()
     ds = _load_dataset(config.dataset)
     pp = pretrain_params_for(config, ds.obs_dim, ds.act_dim)
@@ -469,9 +466,12 @@ def make_runner(config: IQLConfig, store, evaluate_fn=None, progress: bool = Tru
     ds = _load_dataset(config.dataset)
     artifact = build_pretrain_artifact_for(config, ds.obs_dim, ds.act_dim, store, device=device, progress=progress)
     q_init = transferred_q(artifact) if artifact is not None else None
-    members = [MemberInit(seed=seed, dataset=0, q_init=q_init) for seed in config.seeds]
+    # a fraction of the trajectories: each member its own (seeded by its seed), with its own statistics
+    ratio = config.finetune_ratio
+    data = [ds] if ratio == 1 else [ds.subsample(ratio, seed) for seed in config.seeds]
+    members = [MemberInit(seed=s, dataset=0 if ratio == 1 else i, q_init=q_init) for i, s in enumerate(config.seeds)]
     info = [{"seed": seed, "dataset": ds.name, "variant": config.variant} for seed in config.seeds]
-    ensemble = IQLEnsemble([training_arrays(ds, config)], members, config, device)
+    ensemble = IQLEnsemble([training_arrays(d, config) for d in data], members, config, device)
     overlap = config.eval_overlap == "on" or (config.eval_overlap == "auto" and device.startswith("cuda"))
     return IQLRunner(ensemble, info, env=ds.env, total_updates=config.total_updates, eval_every=config.eval_every,
                      eval_episodes=config.eval_episodes, env_version=config.env_version, evaluate_fn=evaluate_fn,

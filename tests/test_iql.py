@@ -317,6 +317,25 @@ def test_iql_run_end_to_end_and_resume(tmp_path):
     assert read_rows(part) == rows
 
 
+def test_finetune_ratio_gives_each_member_its_own_trajectories(tmp_path):
+    """finetune_ratio: member e trains on the fraction seeded by its seed, normalised by its own
+    statistics and reward scale; extra_updates lengthen the run (and the cosine schedule)."""
+    from synthrl.iql import training_arrays
+    from synthrl.data import load_dataset
+
+    data = tiny_hopper_file(tmp_path, rows=6000)
+    cfg = IQLConfig(dataset=str(data), seeds=[0, 1], finetune_ratio=0.5, updates=30, extra_updates=10,
+                    batch_size=32)
+    runner = make_runner(cfg, ArtifactStore(tmp_path / "store"), progress=False)
+    ens = runner.ensemble
+    assert runner.total_updates == ens.config.total_updates == 40
+    assert ens.member_offsets == [0, ens.member_sizes[0]] and ens.member_sizes[0] != ens.member_sizes[1]
+    assert not torch.equal(ens.obs_mean[0], ens.obs_mean[1])
+    own = training_arrays(load_dataset(str(data)).subsample(0.5, 1), cfg)  # member 1's rows, as it alone would
+    rows = ens.data["rewards"][ens.member_offsets[1]:]
+    assert torch.equal(rows, torch.as_tensor(own["rewards"]))
+
+
 def _stopped_after(runner, updates):
     runner.total_updates = updates  # drive stops there, as a killed run would after that checkpoint
     return runner
