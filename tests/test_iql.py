@@ -261,7 +261,8 @@ def test_pretraining_transfer_to_q_and_v(tmp_path, monkeypatch):
     for e in range(2):
         for k in nets.Q_NAMES:
             assert torch.equal(ens.q[k][e].detach(), q[k]) and torch.equal(ens.q_target[k][e], q[k])
-        assert torch.equal(ens.v["w0"][e].detach(), q["w0"][0, :DS]) and torch.equal(ens.v["b0"][e].detach(), q["b0"][0])
+        assert torch.equal(ens.v["w0"][e].detach(), q["w0"][0, :DS])
+        assert torch.equal(ens.v["b0"][e].detach(), q["b0"][0])
         assert torch.equal(ens.v["w1"][e].detach(), q["w1"][0]) and torch.equal(ens.v["b1"][e].detach(), q["b1"][0])
         assert not torch.equal(ens.v["w0"][e], fresh.v["w0"][e]) and not torch.equal(ens.q["w0"][e], fresh.q["w0"][e])
         for k in ("w2", "b2"):  # V's head is the member's own init
@@ -307,7 +308,8 @@ def test_iql_run_end_to_end_and_resume(tmp_path):
     rows = read_rows(full)
     assert [(int(r["seed"]), int(r["update"])) for r in rows] == [(s, u) for u in (20, 40, 60) for s in (0, 1)]
     assert all(r["env_id"] == "Hopper-v4" and r["variant"] == "iql+iid" for r in rows)
-    assert all(math.isfinite(float(r[k])) for r in rows for k in ("normalized_score", "q_loss", "v_loss", "policy_loss"))
+    losses = ("normalized_score", "q_loss", "v_loss", "policy_loss")
+    assert all(math.isfinite(float(r[k])) for r in rows for k in losses)
 
     # stopped after the first evaluation, then resumed by a fresh runner: the same rows
     part = tmp_path / "part"
@@ -382,8 +384,10 @@ def test_synthrl_run_iql(tmp_path, iql_registered, capsys):
             "--device", "cpu", "--no-progress"]
     assert main(argv) == 0
     params = RunDir(out).read_params()
-    assert params["algorithm"] == "iql" and params["variant"] == "iql+mdp" and params["pretrain_params"]["updates"] == 20
-    assert [(int(r["seed"]), int(r["update"])) for r in RunDir(out).read_metrics()] == [(0, 20), (1, 20), (0, 40), (1, 40)]
+    assert params["algorithm"] == "iql" and params["variant"] == "iql+mdp"
+    assert params["pretrain_params"]["updates"] == 20
+    rows = [(int(r["seed"]), int(r["update"])) for r in RunDir(out).read_metrics()]
+    assert rows == [(0, 20), (1, 20), (0, 40), (1, 40)]
     assert main(argv + ["--resume"]) == 0 and "already done" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
         main(argv[:-1] + ["--expectile", "1"])
