@@ -47,7 +47,7 @@ def test_plan_lists_missing_dataset_files_and_the_cost_on_gpu_goals_and_measured
     text = plan_summary(plan, machine=Machine("this machine", 2, 0))
     assert "absent.hdf5  [MISSING]" in text
     assert f"missing: datasets: 1 file(s) not found in {tmp_path}: absent.hdf5" in text
-    assert "estimated GPU-hours" in text and "speed goals of the CQL/DT issues (goals: not measured" in text
+    assert "estimated GPU-hours" in text and "speed goals of the CQL issue (goals: not measured" in text
     assert "estimated CPU-core-hours" in text and "measured on one core" in text and "4.5 seed-updates/s" in text
     assert re.search(r"on this machine \(2 CPUs, 0 GPUs\): about \d+ min wall-clock on CPU \(no GPU\), 1 trial", text)
     gpu = plan_summary(make_plan(sweep_from_dict({**doc, "resources": {"gpu_per_trial": 0.5}}, "c.yaml")),

@@ -15,45 +15,37 @@ from typing import Any
 
 from synthrl.data.dataset import d4rl_dataset_dir   # the d4rl package's cache layout, one place
 from synthrl.data.official import d4rl_file_name
+from synthrl import registry
+from synthrl.config_fields import field_default, meta, nested_config, to_jsonable
 from synthrl.errors import UserError
-from synthrl.sweep.schema import (
-    CQLPretrainSpec,
-    DatasetSpec,
-    DTPretrainSpec,
-    Sweep,
-    Variant,
-    slugify,
-)
+from synthrl.sweep.schema import DatasetSpec, Sweep, Variant, _named_keys, config_class, pretrain_class, slugify
 from synthrl.utils.io import canonical_json, params_key
 
-# Throughputs behind the cost estimates, per trial process (benchmarks/RESULTS.md keeps the sources).
-# "gpu": the speed goals of the CQL and DT issues on one H100 -- goals, not measured until a GPU session
-# measures them; "cpu": measured on one core of the 2-core development machine with the spec's networks.
-# `batch` / `tokens`: the batch the CPU rate was measured at (CPU time is compute-bound: it scales with it).
-RATES = {
-    "cql": {"seed_updates_per_s": 20_000.0, "eval_s_per_seed_round": 3.0 / 20, "pretrain_updates_per_s": 100_000 / 30},
-    "dt": {"seed_updates_per_s": 20 * 100_000 / 300, "eval_s_per_seed_round": 15.0 / 20,
-           "pretrain_updates_per_s": 80_000 / 240},
-}
-CPU_RATES = {
-    # bench_cql.py, E = 1, HalfCheetah dims, batch 256: 4.5-7.3 seed-updates/s (the low end here);
-    # forward-dynamics pre-training 32-35 updates/s; a 200-episode evaluation round on 2 workers 10.9 s
-    "cql": {"seed_updates_per_s": 4.5, "batch": 256, "eval_s_per_seed_round": 10.9 / 20,
-            "pretrain_updates_per_s": 32.0},
-    # bench_dt.py: fine-tuning 2.0 seed-updates/s at batch 16 (E = 1); pre-training 363 ms/step at 4 x 128
-    # tokens; DT's evaluation is not measured on CPU: the CQL round's environment stepping stands in for it
-    "dt": {"seed_updates_per_s": 2.0, "batch": 16, "eval_s_per_seed_round": 10.9 / 20,
-           "pretrain_updates_per_s": 1 / 0.363, "tokens": 4 * 128},
-}
-RATE_SOURCES = {
-    "gpu": "at the H100 speed goals of the CQL/DT issues (goals: not measured on a GPU yet)",
-    "cpu": ("at the rates measured on one core of the 2-core development machine (benchmarks/RESULTS.md: CQL "
-            f"{CPU_RATES['cql']['seed_updates_per_s']:g} seed-updates/s at batch 256, DT "
-            f"{CPU_RATES['dt']['seed_updates_per_s']:.1f} at batch 16, evaluation "
-            f"{CPU_RATES['cql']['eval_s_per_seed_round']:.2f} s per seed and round (measured for CQL), "
-            f"pre-training CQL {CPU_RATES['cql']['pretrain_updates_per_s']:g} updates/s, DT "
-            f"{1000 / CPU_RATES['dt']['pretrain_updates_per_s']:.0f} ms per 4 x 128-token step)"),
-}
+# Throughputs behind the cost estimates, per trial process: each algorithm's registry entry carries them
+# (Algorithm.rates: "gpu" = speed goals on one H100, "cpu" = measured on one core of the 2-core development
+# machine, with `batch` / `tokens`: the batch the CPU rate was measured at; CPU time scales with it).
+# An algorithm without rates is costed at these (CQL's CPU rates: a guess, said so in the plan).
+DEFAULT_RATES = {"gpu": {"seed_updates_per_s": 20_000.0, "eval_s_per_seed_round": 0.15, "pretrain_updates_per_s": 3000.0},
+                 "cpu": {"seed_updates_per_s": 4.5, "batch": 256, "eval_s_per_seed_round": 0.55,
+                         "pretrain_updates_per_s": 32.0}}
+def rates(algorithm: str, where: str) -> dict:
+    """The cost rates ("gpu" or "cpu") of a registered algorithm."""
+    return (registry.algorithm(algorithm).rates or DEFAULT_RATES)[where]
+
+
+def rate_source(algorithm: str, where: str) -> str:
+    """Where the plan's rates come from, in words (printed beside the estimates)."""
+    algo = registry.algorithm(algorithm)
+    if algo.rates is None:
+        return f"at default rates ({algo.label} registers none: a guess)"
+    if where == "gpu":
+        return f"at the H100 speed goals of the {algo.label} issue (goals: not measured on a GPU yet)"
+    r = algo.rates["cpu"]
+    pre = (f"{1000 / r['pretrain_updates_per_s']:.0f} ms per step of {r['tokens']} tokens" if "tokens" in r
+           else f"{r['pretrain_updates_per_s']:g} updates/s")
+    return (f"at the rates measured on one core of the 2-core development machine (benchmarks/RESULTS.md: "
+            f"{algo.label} {r['seed_updates_per_s']:g} seed-updates/s at batch {r['batch']}, evaluation "
+            f"{r['eval_s_per_seed_round']:.2f} s per seed and round, pre-training {pre})")
 
 
 @dataclass(frozen=True)
@@ -70,19 +62,15 @@ class ArtifactJob:
     gpu_hours: float
 
     def describe(self) -> str:
-        p = self.pretrain
-        if self.algorithm == "cql":
-            text = f"{p['kind']} S={p['states']} A={p['actions']}"
-            if p["kind"] == "mdp":
-                text += f" tau_pi={p['policy_temperature']:g} tau_T={p['transition_temperature']:g}"
-            text += f" {_k(p['updates'])} updates, {self.env} dims"
-        else:
-            text = f"{p['data']} steps={_k(p['steps'])}"
-            if p["data"] == "text":
-                text += f" corpus={p.get('corpus')}"
-            else:
-                text += f" M={p['states']} n={p['order']} tau={p['temperature']:g}"
-        return text
+        """The pre-training block in one line: its kind, then its settings (and the env whose dims it maps to)."""
+        cls = pretrain_class(self.algorithm)
+        names = _named_keys(cls, "pretrain")   # sweep key -> field name
+        p = {k: v for k, v in self.pretrain.items() if k in names and v is not None}
+        by_field = {names[k]: v for k, v in p.items()}
+        kind_key = next(iter(p))   # the block's first key names the kind (kind, data)
+        shown = [f"{k}={_k(v) if isinstance(v, int) and not isinstance(v, bool) else _short(v)}"
+                 for k, v in p.items() if k not in (kind_key, "checkpoints") and _applies(cls, names[k], by_field)]
+        return " ".join([str(p[kind_key])] + shown) + (f", {self.env} dims" if self.env else "")
 
 
 @dataclass(frozen=True)
@@ -129,6 +117,14 @@ class Plan:
         return next(a for a in self.artifacts if a.artifact_id == artifact_id)
 
 
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_short(x) for x in v)
+    return str(v)
+
+
 def _k(n: int) -> str:
     if n >= 1_000_000 and n % 1_000_000 == 0:
         return f"{n // 1_000_000}M"
@@ -142,7 +138,7 @@ def seed_group_name(seeds: tuple[int, ...]) -> str:
 
 
 def trial_config(sweep: Sweep, variant: Variant, dataset: DatasetSpec, seeds: tuple[int, ...]) -> dict:
-    """The algorithm-config fields of one trial, named as in docs/CONTRACTS.md (CQLConfig / DTConfig)."""
+    """The algorithm-config fields of one trial (JSON types), named as the algorithm's config dataclass."""
     ft = variant.finetune
     config: dict[str, Any] = {
         "dataset": dataset.name,
@@ -154,29 +150,35 @@ def trial_config(sweep: Sweep, variant: Variant, dataset: DatasetSpec, seeds: tu
     }
     if ft.extra_updates:
         config["extra_updates"] = ft.extra_updates
+    cls, pre_cls = config_class(sweep.algorithm), pretrain_class(sweep.algorithm)
+    nested = pre_cls is not cls   # DT: a pre-training config of its own; CQL: fields of its config
     p = variant.pretrain
-    if sweep.algorithm == "cql":
-        if p is None:
-            config["pretrain"] = "none"
-        else:
-            assert isinstance(p, CQLPretrainSpec)
-            config.update(pretrain=p.kind, pretrain_updates=p.updates, states=p.states, actions=p.actions,
-                          policy_temperature=p.policy_temperature, transition_temperature=p.transition_temperature,
-                          random_start=p.random_start, **p.config)
+    if p is None:
+        config["pretrain"] = None if nested else "none"
+    elif not nested:
+        config.update({name: getattr(p, key) for key, name in _named_keys(cls, "pretrain").items()}, **p.config)
     else:
-        if p is None:
-            config["pretrain"] = None
-        else:
-            assert isinstance(p, DTPretrainSpec)
-            pre = {k: v for k, v in asdict(p).items() if v is not None and k != "config"}
-            if p.data == "text":
-                pre["corpus"] = p.corpus or sweep.corpus
-            pre["checkpoints"] = list(p.checkpoints)
-            pre.update(p.config)
-            config["pretrain"] = pre
-            config["pretrain_step"] = ft.pretrain_step
+        config["pretrain"] = {**_nested_pretrain(sweep, p), **p.config}
+    if ft.pretrain_step is not None:
+        config["pretrain_step"] = ft.pretrain_step
     config.update(ft.config)
     return config
+
+
+def _nested_pretrain(sweep: Sweep, p) -> dict:
+    """A nested pre-training block's fields (None left out), the sweep's corpus filled in where one applies."""
+    cls = pretrain_class(sweep.algorithm)
+    pre = {name: to_jsonable(getattr(p, key)) for key, name in _named_keys(cls, "pretrain").items()
+           if getattr(p, key) is not None}
+    if "corpus" in {f.name for f in dataclasses.fields(cls)} and _applies(cls, "corpus", pre):
+        pre["corpus"] = getattr(p, "corpus", None) or sweep.corpus
+    return pre
+
+
+def _applies(cls, name: str, values: dict) -> bool:
+    """Whether field ``name`` matters given the other fields' ``values`` (its metadata's ``when``)."""
+    when = meta(next(f for f in dataclasses.fields(cls) if f.name == name))["when"] or {}
+    return all(values.get(k) in tuple(v) for k, v in when.items())
 
 
 def _pretrain_identity(sweep: Sweep, variant: Variant, dataset: DatasetSpec) -> dict | None:
@@ -184,19 +186,26 @@ def _pretrain_identity(sweep: Sweep, variant: Variant, dataset: DatasetSpec) -> 
     if p is None:
         return None
     spec = asdict(p)
-    if isinstance(p, DTPretrainSpec) and p.data == "text":
-        spec["corpus"] = p.corpus or sweep.corpus
+    nested = pretrain_class(sweep.algorithm) is not config_class(sweep.algorithm)
+    if nested and "corpus" in spec and _applies(pretrain_class(sweep.algorithm), "corpus", spec):
+        spec["corpus"] = spec["corpus"] or sweep.corpus
     ident = {"algorithm": sweep.algorithm, "pretrain": spec}
-    if sweep.algorithm == "cql":
+    if registry.algorithm(sweep.algorithm).pretrain_family == registry.FORWARD_DYNAMICS:
         ident["env"] = dataset.env   # the synthetic MDP is mapped to the env's dims
+    if not nested:
         # fine-tuning fields passed through could touch pre-training too: splitting on them costs at most a
         # no-op build (the store is content-addressed), merging on them could pre-train with the wrong ones
         ident["config"] = variant.finetune.config
     return ident
 
 
+def _pretrain_length(p) -> int:
+    """Updates of a pre-training block (CQL's ``updates``, DT's ``steps``)."""
+    return int(getattr(p, "updates", None) or getattr(p, "steps", 0) or 0)
+
+
 def _trial_gpu_hours(algorithm: str, seeds: int, updates: int, eval_every: int) -> float:
-    return _trial_hours(RATES[algorithm], seeds, updates, eval_every)
+    return _trial_hours(rates(algorithm, "gpu"), seeds, updates, eval_every)
 
 
 def _trial_hours(r: dict, seeds: int, updates: int, eval_every: int, batch_scale: float = 1.0) -> float:
@@ -207,19 +216,25 @@ def _trial_hours(r: dict, seeds: int, updates: int, eval_every: int, batch_scale
 
 def trial_cpu_hours(algorithm: str, trial: "Trial") -> float:
     """One trial on one CPU core at the measured CPU rates, scaled to its batch size."""
-    r = CPU_RATES[algorithm]
-    batch = trial.config.get("batch_size", 256 if algorithm == "cql" else 64)
+    r = rates(algorithm, "cpu")
+    batch = trial.config.get("batch_size", _default(config_class(algorithm), "batch_size", r["batch"]))
     return _trial_hours(r, len(trial.seeds), trial.total_updates, trial.config["eval_every"], batch / r["batch"])
 
 
 def artifact_cpu_hours(artifact: "ArtifactJob") -> float:
     """One pre-training job on one CPU core at the measured CPU rates (DT: scaled to its tokens per step)."""
-    r, p = CPU_RATES[artifact.algorithm], artifact.pretrain
-    if artifact.algorithm == "cql":
-        return p["updates"] / r["pretrain_updates_per_s"] / 3600
-    pre = artifact.config.get("pretrain") or {}
-    tokens = pre.get("batch_size", 64) * pre.get("seq_len", 1024)
-    return p["steps"] * tokens / r["tokens"] / r["pretrain_updates_per_s"] / 3600
+    r, p = rates(artifact.algorithm, "cpu"), artifact.pretrain
+    steps = p.get("updates") or p.get("steps") or 0
+    if "tokens" not in r:   # a rate per update
+        return steps / r["pretrain_updates_per_s"] / 3600
+    pre, cls = artifact.config.get("pretrain") or {}, pretrain_class(artifact.algorithm)
+    tokens = pre.get("batch_size", _default(cls, "batch_size", 64)) * pre.get("seq_len", _default(cls, "seq_len", 1024))
+    return steps * tokens / r["tokens"] / r["pretrain_updates_per_s"] / 3600
+
+
+def _default(cls, name: str, fallback):
+    """The default ``cls`` declares for ``name``, or ``fallback`` when it has no such field."""
+    return field_default(cls, name) if name in {f.name for f in dataclasses.fields(cls)} else fallback
 
 
 @dataclass(frozen=True)
@@ -279,9 +294,8 @@ def make_plan(sweep: Sweep) -> Plan:
             if ident is not None:
                 artifact_id = params_key(ident)[:12]
                 if artifact_id not in artifacts:
-                    p = variant.pretrain
-                    steps = p.updates if isinstance(p, CQLPretrainSpec) else p.steps
-                    hours = steps / RATES[sweep.algorithm]["pretrain_updates_per_s"] / 3600
+                    steps = _pretrain_length(variant.pretrain)
+                    hours = steps / rates(sweep.algorithm, "gpu")["pretrain_updates_per_s"] / 3600
                     artifacts[artifact_id] = ArtifactJob(
                         artifact_id=artifact_id, algorithm=sweep.algorithm, pretrain=ident["pretrain"],
                         env=ident.get("env"), config=trial_config(sweep, variant, dataset, sweep.seed_groups()[0]),
@@ -383,18 +397,14 @@ def build_made_dataset(dataset: DatasetSpec, store) -> Path:
 
 # -- algorithm configs -----------------------------------------------------------------------------
 def build_config(algorithm: str, config: dict, dataset_path: str, device: str):
-    """Turn a trial's JSON config into the algorithm's typed config (CQLConfig / DTConfig), validated."""
+    """Turn a trial's JSON config into the algorithm's typed config (its registered dataclass), validated."""
+    Config = config_class(algorithm)
+    pretrain_cls = nested_config(Config, "pretrain") if "pretrain" in {f.name for f in dataclasses.fields(Config)} \
+        else None
     cfg = dict(config, dataset=dataset_path, device=device)
-    if algorithm == "cql":
-        from synthrl.cql.config import CQLConfig as Config
-
-        pretrain_cls = None
-    else:
-        from synthrl.dt.config import DTConfig as Config
-        from synthrl.dt.config import DTPretrainConfig as pretrain_cls
     names = {f.name for f in dataclasses.fields(Config)}
     if "extra_updates" in cfg and "extra_updates" not in names:
-        cfg["updates"] = cfg["updates"] + cfg.pop("extra_updates")   # DT: 'more updates' = a longer run
+        cfg["updates"] = cfg["updates"] + cfg.pop("extra_updates")   # 'more updates' = a longer run
     if pretrain_cls is not None and isinstance(cfg.get("pretrain"), dict):
         pre = dict(cfg["pretrain"])
         pre_names = {f.name for f in dataclasses.fields(pretrain_cls)}
@@ -471,9 +481,9 @@ def plan_summary(plan: Plan, show_trials: bool = False, machine: Machine | None 
     ft_cpu = sum(trial_cpu_hours(s.algorithm, t) for t in plan.trials)
     pt_cpu = sum(artifact_cpu_hours(a) for a in plan.artifacts)
     lines.append(f"estimated GPU-hours: {plan.gpu_hours:.1f} (pre-training {pt_hours:.1f} + fine-tuning "
-                 f"{ft_hours:.1f}) {RATE_SOURCES['gpu']}")
+                 f"{ft_hours:.1f}) {rate_source(s.algorithm, 'gpu')}")
     lines.append(f"estimated CPU-core-hours: {pt_cpu + ft_cpu:.1f} (pre-training {pt_cpu:.1f} + fine-tuning "
-                 f"{ft_cpu:.1f}) {RATE_SOURCES['cpu']}")
+                 f"{ft_cpu:.1f}) {rate_source(s.algorithm, 'cpu')}")
     if machine is not None:
         lines.append(f"on {wall_clock_estimate(plan, machine)}")
     if show_trials:
