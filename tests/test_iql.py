@@ -333,9 +333,11 @@ def test_finetune_ratio_gives_each_member_its_own_trajectories(tmp_path):
     assert runner.total_updates == ens.config.total_updates == 40
     assert ens.member_offsets == [0, ens.member_sizes[0]] and ens.member_sizes[0] != ens.member_sizes[1]
     assert not torch.equal(ens.obs_mean[0], ens.obs_mean[1])
-    own = training_arrays(load_dataset(str(data)).subsample(0.5, 1), cfg)  # member 1's rows, as it alone would
-    rows = ens.data["rewards"][ens.member_offsets[1]:]
-    assert torch.equal(rows, torch.as_tensor(own["rewards"]))
+    own = load_dataset(str(data)).subsample(0.5, 1)  # member 1's rows, scaled by its own episodes' returns
+    returns = own.episode_returns()
+    scaled = own.qlearning()["rewards"] * np.float32(1000 / (returns.max() - returns.min()))
+    assert torch.equal(ens.data["rewards"][ens.member_offsets[1]:], torch.as_tensor(scaled))
+    assert torch.equal(torch.as_tensor(training_arrays(own, cfg)["rewards"]), torch.as_tensor(scaled))
 
 
 def _stopped_after(runner, updates):
