@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synthrl import registry
 from synthrl.errors import UserError
 
 REQUIRED = ["algorithm", "variant", "dataset", "seed", "update", "normalized_score"]
@@ -39,9 +40,6 @@ PAPER_DATASETS = [
     "halfcheetah-medium", "hopper-medium", "walker2d-medium", "ant-medium",
 ]
 
-# pre-training kind -> the name the paper gives the variant ("mc" is the paper's DT+Synthetic)
-PRETRAIN_NAMES = {"mdp": "MDP", "iid": "IID", "identity": "Identity", "mapping": "Mapping", "mc": "Synthetic",
-                  "text": "Wiki", "wiki": "Wiki", "pretrained": "pretrained"}
 
 
 def dataset_key(name: str) -> str:
@@ -57,15 +55,19 @@ def dataset_order(names) -> list[str]:
     return [d for d in PAPER_DATASETS if d in names] + sorted(names - set(PAPER_DATASETS))
 
 
-AUTO_VARIANT = re.compile(r"^(cql|dt)(\+[a-z_]+)?$")  # what a plain `synthrl run` records
+def is_auto_variant(name: str) -> bool:
+    """Whether ``name`` is what a plain `synthrl run` records ('cql', 'iql+mdp': a registered algorithm + kind)."""
+    algorithm, _, kind = str(name).partition("+")
+    return algorithm in registry.algorithms() and re.fullmatch(r"[a-z_]*", kind) is not None
 
 
 def pretty_variant(name: str) -> str:
-    """A plain run's automatic name in the paper's spelling: 'cql+mdp' -> 'CQL+MDP', 'dt+mc' -> 'DT+Synthetic'."""
-    if not AUTO_VARIANT.match(name):
+    """A plain run's automatic name in the paper's spelling: 'cql+mdp' -> 'CQL+MDP', 'dt+mc' -> 'DT+Synthetic'
+    (the registry's labels: synthrl.registry.variant_label)."""
+    if not is_auto_variant(name):
         return name
     algorithm, _, kind = name.partition("+")
-    return algorithm.upper() + (f"+{PRETRAIN_NAMES.get(kind, kind)}" if kind else "")
+    return registry.variant_label(algorithm, kind or None)
 
 
 def _param(params: dict, key: str, default=None):
@@ -93,15 +95,13 @@ def _pretrain_kind(params: dict) -> str | None:
 
 def derive_variant(params: dict) -> str:
     """The column name of a run: the sweep's variant name, or for a plain ``synthrl run`` (which
-    records only 'cql+mdp'-style names) the upper-case algorithm + '+' + the pre-training kind."""
+    records only 'cql+mdp'-style names) the algorithm's label + '+' + the pre-training kind's (the registry's)."""
     variant = params.get("variant")
-    if variant and ("sweep" in params or not AUTO_VARIANT.match(str(variant))):
+    if variant and ("sweep" in params or not is_auto_variant(str(variant))):
         return str(variant)
     if variant and not str(variant).endswith("+pretrained"):
         return pretty_variant(str(variant))  # the run named its own kind ('dt+mc' -> 'DT+Synthetic')
-    algorithm = str(params.get("algorithm", "?")).upper()
-    kind = _pretrain_kind(params)
-    return algorithm if kind is None else f"{algorithm}+{PRETRAIN_NAMES.get(kind.lower(), kind)}"
+    return registry.variant_label(str(params.get("algorithm", "?")), _pretrain_kind(params))
 
 
 def derive_pretrain_updates(params: dict) -> int:
@@ -109,9 +109,10 @@ def derive_pretrain_updates(params: dict) -> int:
         return int(params["pretrain_updates"])
     if _pretrain_kind(params) is None:
         return 0
-    if params.get("algorithm") == "dt":
-        return int(_param(params, "pretrain_step", 0) or 0)
-    return int(_param(params, "pretrain_updates", 0) or 0)
+    config = {"pretrain": _pretrain_kind(params),
+              **{k: int(_param(params, k, 0) or 0) for k in ("pretrain_step", "pretrain_updates")}}
+    algo = registry.algorithms().get(str(params.get("algorithm")))   # its rule (DT: the checkpoint's step)
+    return algo.trial_pretrain_updates(config) if algo else config["pretrain_updates"]
 
 
 def _store_roots(results_root: Path) -> list[Path]:
