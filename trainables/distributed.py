@@ -1,9 +1,9 @@
 """Multi-GPU DT pre-training: data-parallel through Ray Train's ``TorchTrainer``.
 
 The paper pre-trained DT on 2 GPUs. A pre-training job that asks for ``workers`` > 1 GPUs runs
-here instead of in one process; the science is ``synthrl.dt.pretrain`` unchanged (its
-``Pretrainer``, token source, checkpoint files and artifact assembly), and only the update step is
-split:
+here instead of in one process; the science is ``synthrl.dt.pretrain`` unchanged (its loop
+``run_pretraining``, ``Pretrainer``, token source, checkpoint files and artifact assembly), and only the
+update step is split, by the loop's gradient-sync hook (``GradientSync``):
 
 - every worker draws the *same* global batch (``batch_size`` sequences from the shared data
   generator, as a single-GPU run would) and trains on its contiguous 1/N slice of it;
@@ -23,7 +23,6 @@ GPUs.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from synthrl.errors import UserError
@@ -63,70 +62,62 @@ def _train_loop_per_worker(config: dict) -> None:
 
 
 def _train(cfg, work_dir: Path, device: str) -> None:
-    import ray.train
-    import torch
-    import torch.distributed as dist
-    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+    """This worker's share of the pre-training: synthrl.dt.pretrain.run_pretraining with the gradient sync."""
+    import dataclasses
 
-    from synthrl.dt.pretrain import LOSS_COLUMNS, Pretrainer, _source_meta, step_filename
-    from synthrl.rundir import RunDir
-    from synthrl.utils.io import atomic_write
+    from synthrl.dt.pretrain import run_pretraining
 
-    rank, world = dist.get_rank(), dist.get_world_size()
-    per_worker = cfg.batch_size // world
-    work = RunDir(work_dir)
-    trainer = Pretrainer(cfg, device=device)
-    elapsed = 0.0
-    if work.has_checkpoint():
-        saved = work.load_checkpoint()
-        trainer.load_state_dict(saved["trainer"])
-        elapsed = float(saved.get("wall_clock_s", 0.0))
-    # a dropout stream per worker (one shared stream would repeat masks across the slices)
-    torch.manual_seed(cfg.init_seed + 1 + 1000 * rank + 1_000_003 * trainer.step)
-    if rank == 0:
-        (work.path / "steps").mkdir(parents=True, exist_ok=True)
-        work.truncate_metrics(trainer.step)
-    params = [p for p in trainer.model.parameters() if p.requires_grad]
-    checkpoints = set(cfg.checkpoints)
-    started = time.perf_counter()
+    run_pretraining(dataclasses.replace(cfg, device=device), work_dir, progress=False, sync=GradientSync())
 
-    while trainer.step < cfg.steps:
+
+class GradientSync:
+    """run_pretraining's data-parallel hook: every worker draws the same global batch, trains on its
+    contiguous slice, and the gradients (and the loss, for the curve) are averaged in one all-reduce;
+    worker 0 writes the files."""
+
+    def __init__(self):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.writes = self.rank == 0
+
+    def begin(self, trainer) -> None:
+        import torch
+
+        # a dropout stream per worker (one shared stream would repeat masks across the slices)
+        torch.manual_seed(trainer.cfg.init_seed + 1 + 1000 * self.rank + 1_000_003 * trainer.step)
+
+    def update(self, trainer):
+        import torch
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
         trainer.model.train()
-        # the same global batch on every worker (the single-GPU batch); each trains on its slice
+        cfg, per_worker = trainer.cfg, trainer.cfg.batch_size // self.world
         tokens, targets = trainer.source.sample(cfg.batch_size, trainer.data_generator)
-        rows = slice(rank * per_worker, (rank + 1) * per_worker)
+        rows = slice(self.rank * per_worker, (self.rank + 1) * per_worker)
         loss = trainer.loss(tokens[rows], None if targets is None else targets[rows])
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        params = [p for p in trainer.model.parameters() if p.requires_grad]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        # average the gradients (and the loss, for the curve) over workers in one collective
         flat = _flatten_dense_tensors(grads + [loss.detach().reshape(1)])
-        dist.all_reduce(flat)
-        flat /= world
+        self.dist.all_reduce(flat)
+        flat /= self.world
         for p, averaged in zip(params, _unflatten_dense_tensors(flat[:-1], grads)):
             p.grad = averaged
         trainer.optimizer.step()
         trainer.scheduler.step()
         trainer.step += 1
-        trainer.record_loss(flat[-1])  # the running sum is in the saved progress: a resume keeps the curve
-        step = trainer.step
+        return flat[-1]   # the averaged loss: the curve of the whole batch
 
-        if step % cfg.log_every == 0 or step == cfg.steps or step in checkpoints:
-            mean_loss = trainer.pop_mean_loss()
-            if rank == 0:
-                work.append_metrics([{"update": step, "train_loss": round(mean_loss, 6),
-                                      "lr": trainer.scheduler.get_last_lr()[0],
-                                      "wall_clock_s": round(elapsed + time.perf_counter() - started, 3)}],
-                                    LOSS_COLUMNS)
-            ray.train.report({"step": step, "train_loss": mean_loss})
-        if rank == 0 and step in checkpoints:
-            ckpt = trainer.model.checkpoint(step, {"source": _source_meta(trainer.source)})
-            atomic_write(work.path / "steps" / step_filename(step), lambda tmp: torch.save(ckpt, tmp))
-        if step % cfg.progress_every == 0 or step == cfg.steps:
-            if rank == 0:
-                work.save_checkpoint({"trainer": trainer.state_dict(),
-                                      "wall_clock_s": elapsed + time.perf_counter() - started})
-            dist.barrier()  # a retried job never finds one worker's progress ahead of the others'
+    def logged(self, step: int, loss: float) -> None:
+        import ray.train
+
+        ray.train.report({"step": step, "train_loss": loss})
+
+    def barrier(self) -> None:
+        self.dist.barrier()
 
 
 def build_pretrain_artifact_distributed(cfg, store=None, workers: int = 2, use_gpu: bool | None = None,

@@ -249,6 +249,7 @@ def run_pretraining(
     log: RunDir | None = None,
     stop_after: int | None = None,
     fast_path_check: bool = True,
+    sync=None,
 ) -> bool:
     """Train (or continue) into ``work_dir``: step files in ``work_dir/steps``, progress in ``work_dir/checkpoint``.
 
@@ -256,27 +257,37 @@ def run_pretraining(
     keep exactly the rows up to the saved progress (none without any).
     ``stop_after``: stop (after saving progress) once this step is reached, for tests of resume.
     ``fast_path_check``: check the fast path against eager first; ``log``'s params.json records the path.
+    ``sync``: data-parallel training (trainables/distributed.py): ``sync.update(trainer) -> loss`` is the
+    step (gradients averaged over workers), ``sync.begin(trainer)`` runs after loading, ``sync.barrier()``
+    after each progress save, and only the worker with ``sync.writes`` writes files.
     Returns True when all ``cfg.steps`` are done.
     """
     from tqdm import tqdm
 
     work = RunDir(work_dir)
+    writes = sync is None or sync.writes
     steps_dir = work.path / "steps"
-    steps_dir.mkdir(parents=True, exist_ok=True)
     trainer = Pretrainer(cfg, source)
-    fast_path = trainer.settle_fast_path(fast_path_check)
+    fast_path = trainer.settle_fast_path(fast_path_check and sync is None)
     if log is not None and (log.path / "params.json").is_file():
         log.write_params({**log.read_params(), "fast_path": fast_path})
     elapsed = 0.0
-    work.recover_checkpoint()  # progress a kill left aside is put back; orphaned copies go
+    if writes:
+        steps_dir.mkdir(parents=True, exist_ok=True)
+        work.recover_checkpoint()  # progress a kill left aside is put back; orphaned copies go
+    if sync is not None:
+        sync.barrier()
     if work.has_checkpoint():
         saved = work.load_checkpoint()
         load_saved_state(trainer, saved, "trainer", str(work.checkpoint_file()),
                          "saved dt-pretrain progress of these parameters", f"remove {work.path} to start over")
         elapsed = float(saved.get("wall_clock_s", 0.0))
-    for curve in (work, log):
+    for curve in (work, log) if writes else ():
         if curve is not None:
             curve.truncate_metrics(trainer.step)
+    if sync is not None:
+        sync.begin(trainer)
+    step_fn = trainer.train_step if sync is None else lambda: sync.update(trainer)
     started = time.perf_counter()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     checkpoints = set(cfg.checkpoints)
@@ -289,7 +300,7 @@ def run_pretraining(
 
     try:
         while trainer.step < end:
-            trainer.record_loss(trainer.train_step())
+            trainer.record_loss(step_fn())
             step = trainer.step
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps or step in checkpoints:
@@ -297,16 +308,22 @@ def run_pretraining(
                 row = {"update": step, "train_loss": round(mean_loss, 6),
                        "lr": trainer.scheduler.get_last_lr()[0],
                        "wall_clock_s": round(elapsed + time.perf_counter() - started, 3)}
-                work.append_metrics([row], LOSS_COLUMNS)
-                if log is not None:
-                    log.append_metrics([row], LOSS_COLUMNS)
+                for curve in (work, log) if writes else ():
+                    if curve is not None:
+                        curve.append_metrics([row], LOSS_COLUMNS)
+                if sync is not None:
+                    sync.logged(step, mean_loss)
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
-            if step in checkpoints:
+            if step in checkpoints and writes:
                 path = steps_dir / step_filename(step)
                 ckpt = trainer.model.checkpoint(step, {"source": _source_meta(trainer.source)})
                 _atomic_torch_save(path, ckpt)
             if step % cfg.progress_every == 0 or step == end:
-                save_progress()
+                if writes:
+                    save_progress()
+                if sync is not None:
+                    sync.barrier()  # a retried job never finds one worker's progress ahead of the others'
+
     finally:
         bar.close()
     return trainer.step >= cfg.steps
