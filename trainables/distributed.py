@@ -171,10 +171,12 @@ def build_artifact_data_parallel(algorithm: str, config: dict, dataset_path: str
                                  workers: int = 2) -> str:
     """Stage 1 for a DT pre-training job on several GPUs (the launcher's ``build_artifact`` twin): the
     Ray task that calls this holds no resources; Ray Train places one worker per GPU."""
+    from synthrl import registry
     from synthrl.store import ArtifactStore
     from synthrl.sweep.plan import build_config
 
-    if algorithm != "dt":
-        raise UserError(f"resources.pretrain_gpus: only DT pre-training runs data-parallel, not {algorithm}")
-    dt_config = build_config("dt", config, dataset_path, "cpu")
-    return str(build_pretrain_artifact_distributed(dt_config.pretrain, ArtifactStore(storage), workers=workers))
+    if registry.algorithm(algorithm).pretrain_family != registry.TOKENS:
+        raise UserError(f"resources.pretrain_gpus: only token pre-training (DT's) runs data-parallel, not "
+                        f"{algorithm}'s")
+    tokens_config = build_config(algorithm, config, dataset_path, "cpu")
+    return str(build_pretrain_artifact_distributed(tokens_config.pretrain, ArtifactStore(storage), workers=workers))

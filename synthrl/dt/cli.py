@@ -1,4 +1,6 @@
-"""``synthrl run dt-pretrain ...`` and ``synthrl run dt ...``.
+"""``synthrl run dt-pretrain ...`` (DT's extra command, registered in synthrl/dt/__init__.py).
+
+``synthrl run dt`` itself is the registry's generic command (synthrl/commands/run.py).
 
 ``dt-pretrain --out DIR``: DIR is a run directory (params.json, metrics.csv with the loss curve,
 DONE) plus ``artifact.json``, which points at the content-addressed artifact in the store that
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from synthrl.config_fields import add_config_arguments, add_run_options, config_from_args
-from synthrl.dt.config import DTConfig, DTPretrainConfig
+from synthrl.dt.config import DTPretrainConfig
 from synthrl.errors import UserError
 
 
@@ -72,45 +74,3 @@ def main_pretrain(args) -> int:
     run_dir.mark_done({"artifact": str(path), "steps": cfg.steps})
     print(f"pre-training artifact: {path}")
     return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# dt (fine-tuning + evaluation)
-# ---------------------------------------------------------------------------------------------
-def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
-    add_config_arguments(p, DTConfig)
-    add_run_options(p, FAST_PATH_HELP, out_help="run directory (params.json, metrics.csv, checkpoint/, DONE)")
-
-
-def finetune_config_from_args(args) -> DTConfig:
-    return config_from_args(DTConfig, args)
-
-
-def main_finetune(args) -> int:
-    from synthrl.dt.runner import make_runner, run_params
-    from synthrl.runner import drive
-
-    from synthrl.utils.io import resolve_device
-
-    config = finetune_config_from_args(args)
-    resolve_device(config.device)  # a bad --device fails before anything is written
-    params = run_params(config)
-    run_dir = _prepare_run_dir(args.out, params, args.resume)
-    if run_dir.is_done():
-        print(f"{run_dir.path}: already done")
-        return 0
-    runner = make_runner(config, None, fast_path_check=args.fast_path_check == "on")
-    params["fast_path"] = runner.fast_path  # which update path this session uses, and why
-    run_dir.write_params(params)  # after the dataset and model are ready: a failure there leaves no run behind
-    rows = drive(runner, run_dir, resume=args.resume, progress=not args.no_progress, desc="dt")
-    if rows:
-        mean = sum(r["normalized_score"] for r in rows) / len(rows)
-        print(f"final normalised score (mean over {len(rows)} seeds): {mean:.1f}")
-    return 0
-
-
-COMMANDS = {
-    "dt-pretrain": ("pre-train the DT backbone on synthetic (or text) tokens into a store artifact",
-                    add_pretrain_arguments, main_pretrain),
-    "dt": ("fine-tune and evaluate a Decision Transformer seed ensemble", add_finetune_arguments, main_finetune),
-}
