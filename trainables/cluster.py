@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 from urllib.parse import urlparse
 
 from synthrl.errors import UserError
+from trainables.distributed import runs_data_parallel
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # the importable packages of this project: what a job's runtime environment carries
@@ -225,7 +226,7 @@ def plan_requests(plan, trial_request: dict | None = None, pretrain_request: dic
     artifacts = [a for a in plan.artifacts if a.needs is None]
     if artifacts:
         gpus = float(pretrain_request["num_gpus"])
-        if sweep.algorithm == "dt" and gpus > 1:
+        if runs_data_parallel(sweep.algorithm, gpus):
             requests.append(ResourceRequest("pre-training job (Ray Train)", {"CPU": pretrain_request["num_cpus"],
                                             "GPU": 1.0}, count=len(artifacts), bundles=int(gpus),
                                             where="resources.pretrain_gpus", stage="stage 1"))

@@ -167,15 +167,21 @@ def build_pretrain_artifact_distributed(cfg, store=None, workers: int = 2, use_g
     return found
 
 
+def runs_data_parallel(algorithm: str, gpus: float) -> bool:
+    """Whether a sweep's pre-training jobs run here: token pre-training (DT's) on more than one GPU."""
+    from synthrl import registry
+
+    return registry.algorithm(algorithm).pretrain_family == registry.TOKENS and gpus > 1
+
+
 def build_artifact_data_parallel(algorithm: str, config: dict, dataset_path: str, storage: str,
                                  workers: int = 2) -> str:
     """Stage 1 for a DT pre-training job on several GPUs (the launcher's ``build_artifact`` twin): the
     Ray task that calls this holds no resources; Ray Train places one worker per GPU."""
-    from synthrl import registry
     from synthrl.store import ArtifactStore
     from synthrl.sweep.plan import build_config
 
-    if registry.algorithm(algorithm).pretrain_family != registry.TOKENS:
+    if not runs_data_parallel(algorithm, max(workers, 2)):
         raise UserError(f"resources.pretrain_gpus: only token pre-training (DT's) runs data-parallel, not "
                         f"{algorithm}'s")
     tokens_config = build_config(algorithm, config, dataset_path, "cpu")

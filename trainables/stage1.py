@@ -20,10 +20,10 @@ def build_artifacts(prepared: Prepared, pretrain_request: dict, max_gpus: float 
         return {}
     algorithm = prepared.sweep.algorithm
     remote, request, extra = ray.remote(build_artifact), pretrain_request, {}
-    if algorithm == "dt" and pretrain_request["num_gpus"] > 1:
-        # data-parallel DT pre-training: Ray Train places one worker per GPU; the driving task holds none
-        from trainables.distributed import build_artifact_data_parallel
+    from trainables.distributed import build_artifact_data_parallel, runs_data_parallel
 
+    if runs_data_parallel(algorithm, pretrain_request["num_gpus"]):
+        # data-parallel DT pre-training: Ray Train places one worker per GPU; the driving task holds none
         remote, request = ray.remote(build_artifact_data_parallel), {"num_cpus": 0, "num_gpus": 0}
         extra = {"workers": int(pretrain_request["num_gpus"])}
     limit = len(needed)
