@@ -199,11 +199,6 @@ def _pretrain_identity(sweep: Sweep, variant: Variant, dataset: DatasetSpec) -> 
     return ident
 
 
-def _pretrain_length(p) -> int:
-    """Updates of a pre-training block (CQL's ``updates``, DT's ``steps``)."""
-    return int(getattr(p, "updates", None) or getattr(p, "steps", 0) or 0)
-
-
 def _trial_gpu_hours(algorithm: str, seeds: int, updates: int, eval_every: int) -> float:
     return _trial_hours(rates(algorithm, "gpu"), seeds, updates, eval_every)
 
@@ -294,7 +289,7 @@ def make_plan(sweep: Sweep) -> Plan:
             if ident is not None:
                 artifact_id = params_key(ident)[:12]
                 if artifact_id not in artifacts:
-                    steps = _pretrain_length(variant.pretrain)
+                    steps = getattr(variant.pretrain, "updates", None) or variant.pretrain.steps   # CQL's, DT's
                     hours = steps / rates(sweep.algorithm, "gpu")["pretrain_updates_per_s"] / 3600
                     artifacts[artifact_id] = ArtifactJob(
                         artifact_id=artifact_id, algorithm=sweep.algorithm, pretrain=ident["pretrain"],
