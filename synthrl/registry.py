@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from synthrl.errors import UserError
 
-ALGORITHM_MODULES = ("synthrl.cql", "synthrl.dt")   # THE registry line per algorithm
+ALGORITHM_MODULES = ("synthrl.cql", "synthrl.dt", "synthrl.iql")   # THE registry line per algorithm
 PRETRAIN_MODULES = ("synthrl.synthetic.kinds",)                    # modules holding PRETRAIN_KINDS
 
 FORWARD_DYNAMICS = "forward-dynamics"   # (s, a) -> s' regression on a synthetic MDP (CQL, IQL: spec cql.md)
