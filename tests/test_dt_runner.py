@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from synthrl.dt.config import BackboneConfig, DTConfig, DTPretrainConfig
-from synthrl.dt.runner import (DTEnsemblePolicy, gather_windows, make_runner, masked_action_loss,
-                               prepare_trajectories, run_params, sample_windows)
+from synthrl.dt.fast import masked_action_loss
+from synthrl.dt.runner import (DTEnsemblePolicy, gather_windows, make_runner, prepare_trajectories, run_params,
+                               sample_windows)
 from synthrl.rundir import RunDir
 from synthrl.runner import drive
 

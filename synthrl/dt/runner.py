@@ -20,7 +20,7 @@ import torch
 
 from synthrl.config_fields import content_key, result_params
 from synthrl.dt.config import DTConfig
-from synthrl.dt.fast import UpdateStep, compiled_or_eager, masked_action_loss, without_dropout  # noqa: F401
+from synthrl.dt.fast import UpdateStep, without_dropout
 from synthrl.dt.model import DecisionTransformer, infer_backbone_config
 from synthrl.dt.pretrain import (ARTIFACT_KIND, FORMAT_VERSION, build_pretrain_artifact, checkpoint_in_artifact,
                                  load_backbone_checkpoint, pretrain_params, resolve_pretrained, use_bf16,
@@ -311,13 +311,11 @@ class DTRunner:
 
     # -- the fast path against eager --------------------------------------------------------------
     def check_fast_path(self, updates: int = 4) -> Parity | None:
-        """``updates`` updates of the fast path (compiled and/or bf16) and of eager fp32 on a dropout-free
-        copy of the model, from the same weights and batches, compared. None: no fast path. The run's
-        own state (weights, sampler, random streams) is untouched."""
+        """``updates`` updates of the fast path (compiled and/or bf16) and of eager fp32 on a dropout-free copy of
+        the model, same weights and batches, compared (None: no fast path); the run's own state is untouched."""
         if not (self.compiled or self.bf16):
             return None
         tolerance = tolerance_for(compiled=self.compiled, bf16=self.bf16)
-        cfg = self.config
         with torch.random.fork_rng(devices=[self.device] if self.device.startswith("cuda") else []):
             sampler = torch.Generator(device=self.device)
             sampler.set_state(self.sampler.get_state())
@@ -333,8 +331,8 @@ class DTRunner:
                 return probe_updates(probe, adamw, step, batches)
 
             try:
-                fast = run(UpdateStep(probe, self.device, cfg.grad_clip, self.bf16, self.compiled))
-                eager = run(UpdateStep(probe, self.device, cfg.grad_clip))
+                fast = run(UpdateStep(probe, self.device, self.config.grad_clip, self.bf16, self.compiled))
+                eager = run(UpdateStep(probe, self.device, self.config.grad_clip))
             except Exception as e:
                 return failed(e, tolerance, updates)
         return compare_probes(fast, eager, start, tolerance, updates)
