@@ -7,7 +7,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 500
 # still over the limit while their split lands; this list may only shrink (a file listed here that
 # is back under the limit fails the test, so it is taken off)
-KNOWN_OVER = {"analysis/tables.py"}
+KNOWN_OVER: set[str] = set()
 
 
 def module_name(path: Path) -> str:
