@@ -46,8 +46,10 @@ def sweep_variants(number: int, sweeps_dir: str | Path | None = None) -> tuple[l
     candidates = [sweeps_dir / f"table{number}.yaml", sweeps_dir / f"table{sweep_table_number(number)}.yaml"]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        if str(number) in paper_tables() and number in (11, 12, 13):
-            return list(paper_table(number)["columns"]), {}  # no sweep of their own: the paper's columns
+        if str(number) in paper_tables() and number in (11, 12, 13, 14):
+            # no sweep of their own: the paper's columns (a compute table makes its pre-training columns itself)
+            columns = [c.removesuffix(PRETRAIN_COLUMN) for c in paper_table(number)["columns"]]
+            return list(dict.fromkeys(columns)), {}
         raise UserError(f"--table {number}: no sweep file {candidates[-1]} (use --variants A,B,... or --sweeps-dir)")
     try:
         doc = yaml.safe_load(path.read_text())

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("md", "latex", "csv", "html")
 PARTIAL_MARK = "†"
+SIGNIFICANT_MARK = "*"  # a difference whose 95 % CI excludes 0
 ROW_HEADER = {"final": "Average Last Four", "best": "Best Score", "updates-to-90": "Number of Updates",
               "compute": "Computation Time"}
 
@@ -58,13 +59,35 @@ def _rows(table: Table) -> list[tuple[str, str]]:
     return [(d, d) for d in table.datasets] + [(AVERAGE, label)]
 
 
+def _has_stats(table: Table, variant: str) -> bool:
+    return bool(table.stats) and variant != table.stats_baseline and variant not in table.no_bold
+
+
 def _header(table: Table) -> list[str]:
     cols = [ROW_HEADER[table.measure]]
     for v in table.variants:
         cols.append(v)
         if table.paper_number is not None:
             cols += [f"{v} (paper)", "Δ"]
+        if _has_stats(table, v):
+            cols.append(f"{v} − {table.stats_baseline} [95 % CI]")
     return cols
+
+
+def _fmt_stats(measure: str, stats: dict | None) -> str:
+    """'+5.2 [+1.1, +9.3] p=0.012 *'; the average row: the difference and P(X > baseline)."""
+    if stats is None:
+        return "—"
+    d = stats["diff"]
+    text = _fmt_diff(measure, d.value)
+    if d.low == d.low:
+        text += f" [{_fmt_diff(measure, d.low)}, {_fmt_diff(measure, d.high)}]"
+    if stats["p_value"] == stats["p_value"]:
+        text += f" p={stats['p_value']:.3f}"
+    if "improvement" in stats:
+        p = stats["improvement"]
+        text += f" P(>)={p.value:.2f}" + (f" [{p.low:.2f}, {p.high:.2f}]" if p.low == p.low else "")
+    return text + (" " + SIGNIFICANT_MARK if stats["significant"] else "")
 
 
 def _body(table: Table, pm: str, bold, mark: str, check: tuple[str, str]) -> list[list[str]]:
@@ -88,6 +111,8 @@ def _body(table: Table, pm: str, bold, mark: str, check: tuple[str, str]) -> lis
                     row.append(_fmt_cell(table.measure, cmp["paper_mean"], cmp["paper_std"], pm))
                     flag = "" if cmp["within_spread"] is None else " " + (check[0] if cmp["within_spread"] else check[1])
                     row.append(_fmt_diff(table.measure, cmp["diff"]) + flag)
+            if _has_stats(table, v):
+                row.append(_fmt_stats(table.measure, table.stats.get((key, v))))
         out.append(row)
     return out
 
@@ -99,6 +124,10 @@ def _note_lines(table: Table) -> list[str]:
                      "or an input not found (see below)")
     if table.paper_number is not None:
         lines.append(f"paper: its table {table.paper_number}; Δ = reproduction − paper; ✓ when |Δ| ≤ the reproduction's std over seeds")
+    if table.stats:
+        lines.append(f"X − {table.stats_baseline}: difference of the means over seeds with a 95 % bootstrap CI and "
+                     f"Welch's t-test p; {SIGNIFICANT_MARK} when the CI excludes 0; average row: the difference of the "
+                     f"average rows (seeds resampled within each dataset) and P(X > {table.stats_baseline})")
     return lines + table.notes
 
 
@@ -118,7 +147,7 @@ def render_markdown(table: Table) -> str:
 _TEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
                 "τ": r"$\tau$", "±": r"$\pm$", "†": r"$^\dagger$", "Δ": r"$\Delta$", "✓": r"\checkmark",
-                "✗": r"$\times$", "−": "$-$", "—": "--", "≤": r"$\le$"}
+                "✗": r"$\times$", "−": "$-$", "—": "--", "≤": r"$\le$", ">": "$>$", "<": "$<$", "×": r"$\times$"}
 
 
 def tex(text: str) -> str:
@@ -174,8 +203,21 @@ def table_frame(table: Table) -> pd.DataFrame:
                 cmp = table.comparison(key, v) or {"paper_mean": math.nan, "paper_std": math.nan, "diff": math.nan,
                                                    "within_spread": None}
                 row.update(cmp)
+            if table.stats:
+                row.update(_stats_columns(table.stats.get((key, v))))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _stats_columns(stats: dict | None) -> dict:
+    nan = math.nan
+    if stats is None:
+        return {"diff_vs_baseline": nan, "diff_low": nan, "diff_high": nan, "p_value": nan, "ci_excludes_0": None,
+                "p_improvement": nan, "p_improvement_low": nan, "p_improvement_high": nan}
+    d, p = stats["diff"], stats.get("improvement")
+    return {"diff_vs_baseline": d.value, "diff_low": d.low, "diff_high": d.high, "p_value": stats["p_value"],
+            "ci_excludes_0": stats["significant"], "p_improvement": p.value if p else nan,
+            "p_improvement_low": p.low if p else nan, "p_improvement_high": p.high if p else nan}
 
 
 def render_csv(table: Table) -> str:
@@ -191,3 +233,37 @@ def render(table: Table, fmt: str = "md") -> str:
     if fmt not in RENDERERS:
         raise UserError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     return RENDERERS[fmt](table)
+
+
+# -- plain grids (the aggregate table, the verdicts) -------------------------------------------------
+
+def render_grid(grid, fmt: str = "md") -> str:
+    """A compare.Grid (title, header, rows of strings, notes) in any of the table formats."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        frame = pd.DataFrame(grid.values) if grid.values else pd.DataFrame(grid.rows, columns=grid.header)
+        frame.to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
+        return buf.getvalue()
+    if fmt == "md":
+        lines = [f"**{grid.title}**", "", "| " + " | ".join(grid.header) + " |", "|" + "---|" * len(grid.header)]
+        lines += ["| " + " | ".join(row) + " |" for row in grid.rows]
+        return "\n".join(lines + ([""] + [f"- {n}" for n in grid.notes] if grid.notes else [])) + "\n"
+    if fmt == "latex":
+        lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{tex(grid.title)}}}",
+                 r"\begin{tabular}{l" + "c" * (len(grid.header) - 1) + "}", r"\toprule",
+                 " & ".join(tex(h) for h in grid.header) + r" \\", r"\midrule"]
+        lines += [" & ".join(tex(c) for c in row) + r" \\" for row in grid.rows]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        if grid.notes:
+            lines.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(tex(n) for n in grid.notes) + "}")
+        return "\n".join(lines + [r"\end{table}"]) + "\n"
+    if fmt == "html":
+        lines = ['<table class="synthrl-table">', f"<caption>{html.escape(grid.title)}</caption>",
+                 "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in grid.header) + "</tr></thead>",
+                 "<tbody>"]
+        lines += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in grid.rows]
+        lines += ["</tbody>", "</table>"]
+        if grid.notes:
+            lines.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in grid.notes) + "</ul>")
+        return "\n".join(lines) + "\n"
+    raise UserError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -54,6 +54,9 @@ class Table:
     paper_number: int | None = None
     paper: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (dataset|average, variant)
     no_bold: set[str] = field(default_factory=set)  # columns outside the bold rule (compute's pre-training)
+    per_seed: pd.DataFrame | None = None  # variant, dataset, seed, value: what the cells summarise
+    stats: dict[tuple[str, str], dict] = field(default_factory=dict)  # (dataset|average, variant): see compare.py
+    stats_baseline: str | None = None
     _index: dict | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -235,7 +238,7 @@ def build_table(records: Records, variants: list[str] | None = None, measure: st
             notes.append(f"{v}: average over {n} of {len(datasets)} datasets")
     title = TITLE[measure] + (f" (baseline {baseline})" if measure == "updates-to-90" else "")
     return Table(measure, variants, datasets, cells.reset_index(drop=True), average, cover_notes + notes, title, baseline,
-                 no_bold=no_bold)
+                 no_bold=no_bold, per_seed=per_seed)
 
 
 def attach_paper(table: Table, number: int, explicit: dict[str, str] | None = None) -> Table:
@@ -243,7 +246,9 @@ def attach_paper(table: Table, number: int, explicit: dict[str, str] | None = No
     ref = paper_table(number)
     if ref["measure"] != table.measure:
         raise UserError(f"--paper: the paper's table {number} reports {ref['measure']}, this table {table.measure}")
-    mapping, notes = match_paper_columns([v for v in table.variants if v not in table.no_bold], ref["columns"], explicit)
+    # a pre-training column is compared when the paper names it (table 14), never matched by position
+    compared = [v for v in table.variants if v not in table.no_bold or v in ref["columns"]]
+    mapping, notes = match_paper_columns(compared, ref["columns"], explicit)
     scale = 60.0 if ref["unit"] == "minutes" else 1.0  # compute: the paper gives minutes, we measure seconds
     for variant, col in mapping.items():
         for dataset, values in ref["cells"].items():

@@ -61,6 +61,8 @@ PLAIN_TABLES: dict[int, tuple[str, str, list[str]]] = {
     11: ("dt", "updates-to-90", ["DT", "DT+Wiki", "DT+Synthetic"]),
     12: ("dt", "compute", ["DT", "DT+Wiki", "DT+Synthetic"]),
     13: ("cql", "updates-to-90", ["CQL", "CQL+MDP", "CQL+IID"]),
+    # CQL+MDP's pre-training and fine-tuning apart, as the compute tables of synthrl tables name them
+    14: ("cql", "compute", ["CQL+MDP: pre-training", "CQL+MDP"]),
 }
 
 PAIR = re.compile(r"(\d+\.\d)±(\d+\.\d)")
@@ -127,8 +129,8 @@ def transcribe(text: str) -> dict:
         for name, rest in rows.items():
             if measure == "updates-to-90":
                 values = [float(v) * 1000 for v in re.findall(r"(\d+(?:\.\d)?)k", rest)]
-            else:  # "2 hrs 27 mins 3 hrs 50 mins 2hrs 11 mins" -> minutes
-                values = [_minutes(chunk) for chunk in re.findall(r"\d+\s*hrs\s*\d+\s*mins", rest)]
+            else:  # "2 hrs 27 mins 3 hrs 50 mins 2hrs 11 mins", "4.1 mins 4 hrs 52 mins" -> minutes
+                values = [_minutes(chunk) for chunk in re.findall(r"(?:\d+\s*hrs\s*)?\d+(?:\.\d)?\s*mins", rest)]
             if len(values) != len(columns):
                 raise ValueError(f"Table {number}, {name}: {len(values)} cells, expected {len(columns)}")
             cells[name] = [[v, None] for v in values]

@@ -105,3 +105,95 @@ def test_seed_scores_groups_by_dataset_and_drops_nan():
                              "seed": [0, 1, 0, 1, 0], "value": [1.0, 2.0, np.nan, 4.0, 9.0]})
     groups = S.seed_scores(per_seed, "A", ["d2", "d1", "d3"])
     assert [list(g) for g in groups] == [[4.0], [1.0, 2.0], []]
+
+
+# -- synthrl tables --stats / --aggregate / --table 11-14 -------------------------------------------
+
+MEDIUM_EXPERT = ["halfcheetah-medium-expert", "hopper-medium-expert", "walker2d-medium-expert", "ant-medium-expert"]
+
+
+def planted_csv(path, variants, shift, seeds=8, datasets=MEDIUM_EXPERT, algorithm="cql", noise=3.0, noise_seed=0):
+    """Long CSV: the first variant is the baseline; the others score ``shift`` more (seeded noise)."""
+    rng = np.random.default_rng(noise_seed)
+    rows = []
+    for k, variant in enumerate(variants):
+        for i, dataset in enumerate(datasets):
+            for seed in range(seeds):
+                level = 50.0 + 5 * i + (shift if k else 0.0) + rng.normal(0, noise)
+                for j, update in enumerate([10, 20, 30, 40]):
+                    rows.append({"algorithm": algorithm, "variant": variant, "dataset": dataset, "seed": seed,
+                                 "update": update, "normalized_score": level + rng.normal(0, 0.1),
+                                 "wall_clock_s": 60.0 * (j + 1), "pretrain_updates": 100 if k else 0,
+                                 "pretrain_wall_clock_s": 240.0 if k else math.nan})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def tables(capsys, *argv):
+    from synthrl.cli import main
+
+    assert main(["tables", *map(str, argv)]) == 0
+    return capsys.readouterr().out
+
+
+def test_tables_stats_marks_a_planted_difference_and_not_a_null_one(tmp_path, capsys):
+    csv = planted_csv(tmp_path / "r.csv", ["CQL", "CQL+MDP"], shift=8.0)
+    frame = pd.read_csv(pd.io.common.StringIO(tables(capsys, "--csv", csv, "--variants", "CQL,CQL+MDP", "--stats",
+                                                     "--format", "csv")))
+    mdp = frame[frame["variant"] == "CQL+MDP"].set_index("dataset")
+    assert mdp["ci_excludes_0"].all() and (mdp["diff_low"] > 0).all()
+    assert (mdp.drop("average")["p_value"] < 0.05).all()
+    assert mdp.loc["average", "p_improvement_low"] > 0.5
+    assert frame[frame["variant"] == "CQL"]["diff_vs_baseline"].isna().all()  # the baseline has no Δ
+    null = planted_csv(tmp_path / "n.csv", ["CQL", "CQL+MDP"], shift=0.0, noise_seed=1)
+    md = tables(capsys, "--csv", null, "--variants", "CQL,CQL+MDP", "--stats")
+    assert "CQL+MDP − CQL [95 % CI]" in md
+    average = next(line for line in md.splitlines() if line.startswith("| **Average"))
+    assert not average.rstrip(" |").endswith("*")  # the null effect is not marked
+
+
+def test_tables_stats_is_reproducible_by_seed(tmp_path, capsys):
+    csv = planted_csv(tmp_path / "r.csv", ["CQL", "CQL+MDP"], shift=1.0, seeds=4)
+    argv = ["--csv", csv, "--variants", "CQL,CQL+MDP", "--stats", "--format", "csv"]
+    first, again = tables(capsys, *argv), tables(capsys, *argv)
+    other = tables(capsys, *argv, "--seed", "9")
+    assert first == again and first != other
+
+
+def test_tables_aggregate_gives_iqm_and_improvement_with_intervals(tmp_path, capsys):
+    csv = planted_csv(tmp_path / "r.csv", ["CQL", "CQL+MDP", "CQL+IID"], shift=8.0)
+    frame = pd.read_csv(pd.io.common.StringIO(tables(capsys, "--csv", csv, "--variants", "CQL,CQL+MDP,CQL+IID",
+                                                     "--aggregate", "--format", "csv"))).set_index("variant")
+    assert list(frame.index) == ["CQL", "CQL+MDP", "CQL+IID"] and (frame["runs"] == 32).all()
+    assert (frame["iqm_low"] <= frame["iqm"]).all() and (frame["iqm"] <= frame["iqm_high"]).all()
+    assert frame.loc["CQL+MDP", "p_improvement_low"] > 0.5 and math.isnan(frame.loc["CQL", "p_improvement"])
+    md = tables(capsys, "--csv", csv, "--variants", "CQL,CQL+MDP", "--aggregate", "--baseline", "CQL+MDP")
+    assert "| Variant | IQM | mean | median | optimality gap | P(X > CQL+MDP) | runs |" in md
+
+
+def test_aggregate_of_updates_is_refused_in_one_line(tmp_path, capsys):
+    from synthrl.cli import main
+
+    csv = planted_csv(tmp_path / "r.csv", ["CQL", "CQL+MDP"], shift=1.0, seeds=2)
+    assert main(["tables", "--csv", str(csv), "--variants", "CQL,CQL+MDP", "--aggregate", "--measure", "compute"]) == 2
+    assert "--aggregate: for normalised scores" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("number, variants, algorithm, paper_cell", [
+    (11, ["DT", "DT+Wiki", "DT+Synthetic"], "dt", ("hopper-medium-expert", "DT", 23800.0)),
+    (12, ["DT", "DT+Wiki", "DT+Synthetic"], "dt", ("hopper-medium-expert", "DT+Synthetic", 131.0 * 60)),
+    (13, ["CQL", "CQL+MDP", "CQL+IID"], "cql", ("walker2d-medium-expert", "CQL+MDP", 130200.0)),
+    (14, ["CQL+MDP"], "cql", ("ant-medium-expert", "CQL+MDP: pre-training", 4.3 * 60)),
+])
+def test_tables_11_to_14_beside_the_paper(tmp_path, capsys, number, variants, algorithm, paper_cell):
+    # CQL alone as a baseline column for table 14's CQL+MDP (its pre-training column comes from the records)
+    names = variants if len(variants) > 1 else ["CQL", *variants]
+    csv = planted_csv(tmp_path / "r.csv", names, shift=5.0, seeds=2, datasets=MEDIUM_EXPERT + ["hopper-medium"],
+                      algorithm=algorithm)
+    frame = pd.read_csv(pd.io.common.StringIO(tables(capsys, "--csv", csv, "--table", number, "--paper",
+                                                     "--format", "csv")))
+    dataset, variant, paper_mean = paper_cell
+    row = frame[(frame["dataset"] == dataset) & (frame["variant"] == variant)]
+    assert row["paper_mean"].item() == pytest.approx(paper_mean)
+    if number in (12, 14):  # the compute tables cover the medium-expert datasets only
+        assert set(frame["dataset"]) == set(MEDIUM_EXPERT) | {"average"}
