@@ -29,14 +29,13 @@ import torch
 import synthrl
 from synthrl.config_fields import result_params, setting, validate_config
 from synthrl.cql import networks as nets
-from synthrl.cql.algorithm import CQLEnsemble, MemberInit, _highest_matmul_precision, member_generator_seed
+from synthrl.cql.algorithm import CQLEnsemble, MemberInit, member_generator_seed
 from synthrl.cql.config import PRETRAIN_KINDS, CQLConfig, check_device, check_seeds
 from synthrl.cql.pretrain import build_pretrain_artifact_for, pretrain_params_for, transferred_q
 from synthrl.cql.runner import (CQLRunner, EnsemblePolicy, PendingEvaluation, PolicySnapshot, _load_dataset,
                                 settle_fast_path)
 from synthrl.envs.specs import get_spec
 from synthrl.registry import FORWARD_DYNAMICS, Algorithm
-from synthrl.utils.fastpath import SAME_ARITHMETIC, TF32, compare, failed, flatten_tensors
 from synthrl.utils.io import params_key, resolve_device
 
 EXP_ADV_MAX = 100.0
@@ -336,28 +335,8 @@ class IQLEnsemble(CQLEnsemble):
     def _snapshot(self) -> list[torch.Tensor]:
         return super()._snapshot() + [self.update_count, self.policy_lr]
 
-    def check_fast_path(self, updates: int = 8):
-        """CQLEnsemble's check (fast path against eager from one state and random stream) over IQL's tensors."""
-        fast = self.prepare_fast_step()
-        if fast is None:
-            return None
-        k = max(1, min(int(updates), self.rng_chunk))
-        tf32 = self.device.type == "cuda" and torch.get_float32_matmul_precision() != "highest"
-        tolerance = TF32 if tf32 else SAME_ARITHMETIC
-        start = self.state_dict()
-        try:
-            fast_state, fast_losses = self._steps_from(start, fast, k)
-            with _highest_matmul_precision():
-                eager_state, eager_losses = self._steps_from(start, self._update, k)
-        except Exception as e:
-            return failed(e, tolerance, k)
-        finally:
-            self.load_state_dict(start)
-        params = [name for name, _ in self._groups()]
-        flat = lambda state, names: flatten_tensors({n: state[n] for n in names})  # noqa: E731
-        keep = params + ["adam", "stats_sum"]
-        return compare(flat(fast_state, keep), flat(eager_state, keep), tolerance, k, start=flat(start, params),
-                       fast_losses=fast_losses, eager_losses=eager_losses)
+    def parity_parameters(self) -> list[str]:
+        return [name for name, _ in self._groups()]
 
     def pop_stats(self) -> dict[str, np.ndarray]:
         mean = (self.stats_sum / max(self.stats_count, 1)).cpu().numpy()

@@ -381,13 +381,15 @@ class CQLEnsemble:
             return failed(e, tolerance, k)
         finally:
             self.load_state_dict(start)
-        params = ("policy", "q", "q_target", "log_alpha")
-        start_flat = flatten_tensors({k: start[k] for k in params})
-        keep = ("policy", "q", "q_target", "log_alpha", "adam", "stats_sum")
-        fast_flat = flatten_tensors({n: fast_state[n] for n in keep})
-        eager_flat = flatten_tensors({n: eager_state[n] for n in keep})
-        return compare(fast_flat, eager_flat, tolerance, k, start=start_flat, fast_losses=fast_losses,
-                       eager_losses=eager_losses)
+        params = self.parity_parameters()
+        flat = lambda state, names: flatten_tensors({n: state[n] for n in names})  # noqa: E731
+        keep = [*params, "adam", "stats_sum"]
+        return compare(flat(fast_state, keep), flat(eager_state, keep), tolerance, k, start=flat(start, params),
+                       fast_losses=fast_losses, eager_losses=eager_losses)
+
+    def parity_parameters(self) -> list[str]:
+        """The state_dict entries holding trained parameters (the fast-path check compares their updates)."""
+        return ["policy", "q", "q_target", "log_alpha"]
 
     # -- statistics and evaluation -----------------------------------------------------------
     def pop_stats(self) -> dict[str, np.ndarray]:
