@@ -178,7 +178,8 @@ def settle_fast_path(ensemble: CQLEnsemble, check: bool = True) -> dict:
     parity = ensemble.check_fast_path()
     if parity.ok:
         return decision("graph", f"checked: {parity.detail()}")
-    warnings.warn(f"CQL fast path (CUDA graph) differs from eager: {parity.detail()}; this run trains eagerly")
+    warnings.warn(f"{type(ensemble).__name__} fast path (CUDA graph) differs from eager: {parity.detail()}; "
+                  "this run trains eagerly")
     ensemble.use_eager(f"fast-path check failed: {parity.detail()}")
     return decision("eager", ensemble.eager_reason)
 
