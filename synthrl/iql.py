@@ -239,6 +239,8 @@ class IQLEnsemble(CQLEnsemble):
     """E IQL members trained as one batched model. CQLEnsemble's machinery (chunked random numbers
     read through a device slot, the CUDA graph, train(), the fast-path switch) runs IQL's update."""
 
+    stat_names = STAT_NAMES
+
     def __init__(self, datasets: list[dict[str, np.ndarray]], members: list[MemberInit], config: IQLConfig,
                  device: str = "cpu"):
         """datasets: Q-learning arrays (raw observations, scaled rewards); config: the shared settings."""
@@ -337,12 +339,6 @@ class IQLEnsemble(CQLEnsemble):
 
     def parity_parameters(self) -> list[str]:
         return [name for name, _ in self._groups()]
-
-    def pop_stats(self) -> dict[str, np.ndarray]:
-        mean = (self.stats_sum / max(self.stats_count, 1)).cpu().numpy()
-        self.stats_sum.zero_()
-        self.stats_count = 0
-        return {name: mean[:, i] for i, name in enumerate(STAT_NAMES)}
 
     def deterministic_actions(self, obs: torch.Tensor) -> torch.Tensor:
         return deterministic_actions(self.policy, self.obs_mean, self.obs_std, obs)

@@ -164,6 +164,8 @@ def member_generator_seed(seed: int, purpose: int) -> int:
 
 
 class CQLEnsemble:
+    stat_names = STAT_NAMES  # the columns of stats_sum, as pop_stats names them
+
     def __init__(self, datasets: list[dict[str, np.ndarray]], members: list[MemberInit], *, hidden: int = 256,
                  batch_size: int = 256, lr_policy: float = 3e-4, lr_q: float = 3e-4, lr_alpha: float = 3e-4,
                  tau: float = 5e-3, safe_q_factor: float = 100.0, loss: LossSettings = LossSettings(),
@@ -397,7 +399,7 @@ class CQLEnsemble:
         mean = (self.stats_sum / max(self.stats_count, 1)).cpu().numpy()
         self.stats_sum.zero_()
         self.stats_count = 0
-        return {name: mean[:, i] for i, name in enumerate(STAT_NAMES)}
+        return {name: mean[:, i] for i, name in enumerate(self.stat_names)}
 
     def deterministic_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [E, N, dS] -> tanh(mean) [E, N, dA]."""
