@@ -17,7 +17,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +31,7 @@ import pandas as pd  # noqa: E402
 from analysis import measures as M  # noqa: E402
 from analysis.records import Records  # noqa: E402
 from synthrl.errors import UserError  # noqa: E402
-from synthrl.utils.io import atomic_write  # noqa: E402
+from synthrl.utils.io import atomic_write_bytes  # noqa: E402
 
 FIGSIZE = (6.4, 4.0)  # inches
 DPI = 100             # -> 640 x 400 pixels
@@ -62,8 +64,26 @@ def average_over_datasets(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["variant", "x", "mean", "std"])
 
 
-def _plot(curves: pd.DataFrame, variants: list[str], path: Path, title: str, xlabel: str, ylabel: str,
-          markers: bool = False) -> Path:
+@dataclass(frozen=True)
+class Figure:
+    """One figure as PNG bytes and the file name `synthrl curves` writes it under."""
+    name: str
+    png: bytes
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (closed afterwards, also on failure: a long-lived process keeps none open)."""
+    buffer = io.BytesIO()
+    try:
+        # no bbox_inches="tight": every PNG has the same pixel size
+        fig.savefig(buffer, dpi=DPI, format="png")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def _plot(curves: pd.DataFrame, variants: list[str], name: str, title: str, xlabel: str, ylabel: str,
+          markers: bool = False) -> Figure:
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     for variant in variants:
         c = curves[curves["variant"] == variant]
@@ -78,12 +98,7 @@ def _plot(curves: pd.DataFrame, variants: list[str], path: Path, title: str, xla
     if len(variants) > 0:
         ax.legend(fontsize="small")
     fig.tight_layout()
-    # no bbox_inches="tight": every PNG has the same pixel size; temp file + rename: never half-written
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
-    finally:  # a failed write (full disk) must not leave the figure open in a long-lived process
-        plt.close(fig)
-    return path
+    return Figure(name, figure_png(fig))
 
 
 # an ablation sweep names its variants "<base> @200k" (fine-tuning budget) or "<base> r=0.1" (data ratio)
@@ -110,7 +125,7 @@ def ablation_points(frame: pd.DataFrame) -> pd.DataFrame:
     return points
 
 
-def _ablations(frame: pd.DataFrame, variants: list[str], out: Path, partial: str) -> list[Path]:
+def _ablations(frame: pd.DataFrame, variants: list[str], partial: str) -> list[Figure]:
     """Figures 10/16 (score against the fine-tuning budget) and 11/17 (against the data ratio)."""
     points = ablation_points(frame)
     bases = list(dict.fromkeys(points["base"]))
@@ -118,17 +133,17 @@ def _ablations(frame: pd.DataFrame, variants: list[str], out: Path, partial: str
     full_ratio = points[points["ratio"] == points.groupby("base")["ratio"].transform("max")]
     if (full_ratio.groupby("base")["budget"].nunique() > 1).any():
         by_budget = full_ratio.drop(columns="variant").rename(columns={"base": "variant", "budget": "x"})
-        written.append(_plot(by_budget.sort_values(["variant", "x"]), bases, out / "ablation_updates.png",
+        written.append(_plot(by_budget.sort_values(["variant", "x"]), bases, "ablation_updates.png",
                              f"final score against fine-tuning updates{partial}", "fine-tuning updates",
                              "normalised score (final)", markers=True))
     else:  # one budget per variant: the learning curves without the pre-training shift
         unshifted = average_over_datasets(curve_stats(_full_data(frame), "normalized_score", offset=False))
-        written.append(_plot(unshifted, variants, out / "ablation_updates.png",
+        written.append(_plot(unshifted, variants, "ablation_updates.png",
                              f"score against fine-tuning updates{partial}", "fine-tuning updates", "normalised score"))
     full_budget = points[points["budget"] == points.groupby("base")["budget"].transform("max")]
     if (full_budget.groupby("base")["ratio"].nunique() > 1).any():
         by_ratio = full_budget.drop(columns="variant").rename(columns={"base": "variant", "ratio": "x"})
-        written.append(_plot(by_ratio.sort_values(["variant", "x"]), bases, out / "ablation_ratio.png",
+        written.append(_plot(by_ratio.sort_values(["variant", "x"]), bases, "ablation_ratio.png",
                              f"final score against the fine-tuning data ratio{partial}", "fine-tuning data ratio",
                              "normalised score (final)", markers=True))
     return written
@@ -138,31 +153,38 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def plot_curves(records: Records, out_dir: str | Path, variants: list[str] | None = None) -> list[Path]:
-    """Write every figure the records allow into ``out_dir``; returns the paths written."""
+def curve_figures(records: Records, variants: list[str] | None = None, per_dataset: bool = True) -> list[Figure]:
+    """Every figure the records allow, in memory (``per_dataset``: also one score and loss figure per dataset)."""
     found = records.variants
     variants = list(variants) if variants else found
     unknown = [v for v in variants if v not in found]
     if unknown:
         raise UserError(f"--variants: {', '.join(unknown)} not in the records (found: {', '.join(found) or 'none'})")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
     frame = records.frame[records.frame["variant"].isin(variants)]
     full = _full_data(frame)
     datasets = records.select(variants).datasets
     partial = " (partial)" if not frame["done"].all() else ""
-    written: list[Path] = []
+    figures: list[Figure] = []
     xlabel = "updates (pre-training + fine-tuning)"
     for value, stem, ylabel in (("normalized_score", "score", "normalised score"), ("train_loss", "loss", "training loss")):
         if full[value].isna().all():
             continue
         stats = curve_stats(full, value, offset=True)
-        written.append(_plot(average_over_datasets(stats), variants, out / f"{stem}_average.png",
+        figures.append(_plot(average_over_datasets(stats), variants, f"{stem}_average.png",
                              f"{ylabel}, average over {len(datasets)} datasets{partial}", xlabel, ylabel))
-        for dataset in datasets:
-            written.append(_plot(stats[stats["dataset"] == dataset], variants, out / f"{stem}_{_slug(dataset)}.png",
+        for dataset in datasets if per_dataset else []:
+            figures.append(_plot(stats[stats["dataset"] == dataset], variants, f"{stem}_{_slug(dataset)}.png",
                                  f"{dataset}{partial}", xlabel, ylabel))
-    written += _ablations(frame, variants, out, partial)
-    return written
+    figures += _ablations(frame, variants, partial)
+    return figures
+
+
+def plot_curves(records: Records, out_dir: str | Path, variants: list[str] | None = None) -> list[Path]:
+    """Write every figure the records allow into ``out_dir``; returns the paths written."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    figures = curve_figures(records, variants)
+    out.mkdir(parents=True, exist_ok=True)
+    # temp file + rename: never half-written
+    return [atomic_write_bytes(out / figure.name, figure.png) for figure in figures]
