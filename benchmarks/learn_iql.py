@@ -23,6 +23,8 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seeds", default="0", help="0-3 or 0,3,7")
     p.add_argument("--pretrain", default="none", help="none | mdp | iid | identity | mapping")
+    p.add_argument("--beta", type=float, default=3.0, help="advantage inverse temperature (0: plain behaviour cloning)")
+    p.add_argument("--expectile", type=float, default=0.7)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args()
@@ -38,7 +40,7 @@ def main() -> None:
 
     config = IQLConfig(dataset=args.dataset, seeds=parse_seeds(args.seeds), updates=args.updates,
                        eval_every=args.eval_every, eval_episodes=args.eval_episodes, pretrain=args.pretrain,
-                       device="cpu").validate()
+                       beta=args.beta, expectile=args.expectile, device="cpu").validate()
     run_dir = RunDir(args.out)
     params = run_params(config)
     runner = make_runner(config, ArtifactStore(), progress=False)

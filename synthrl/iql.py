@@ -219,6 +219,13 @@ def observation_stats(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]
             (observations.std(0, dtype=np.float64) + OBS_STD_EPS).astype(np.float32))
 
 
+def complete_episode_returns(dataset) -> np.ndarray:
+    """Returns of an OfflineDataset's whole episodes: a trailing partial one (cut by the end of the data,
+    not by a terminal or time-out) is left out, as CORL's return_reward_range leaves it out."""
+    returns = dataset.episode_returns()
+    return returns[:-1] if dataset.has_partial_episode and len(returns) > 1 else returns
+
+
 def reward_scale_of(episode_returns: np.ndarray, scale: float = 1000.0) -> float:
     """scale / (max - min episode return) (CORL's modify_reward for locomotion); 1 if all returns are equal."""
     spread = float(np.max(episode_returns) - np.min(episode_returns))
@@ -426,7 +433,8 @@ def training_arrays(dataset, config: IQLConfig) -> dict[str, np.ndarray]:
     """The Q-learning transitions of an OfflineDataset with IQL's reward scale (observations raw)."""
     dataset.require_batch(config.batch_size)
     arrays = dataset.qlearning()
-    arrays["rewards"] = arrays["rewards"] * np.float32(reward_scale_of(dataset.episode_returns(), config.reward_scale))
+    arrays["rewards"] = arrays["rewards"] * np.float32(reward_scale_of(complete_episode_returns(dataset),
+                                                                       config.reward_scale))
     return arrays
 
 

@@ -334,10 +334,30 @@ def test_finetune_ratio_gives_each_member_its_own_trajectories(tmp_path):
     assert ens.member_offsets == [0, ens.member_sizes[0]] and ens.member_sizes[0] != ens.member_sizes[1]
     assert not torch.equal(ens.obs_mean[0], ens.obs_mean[1])
     own = load_dataset(str(data)).subsample(0.5, 1)  # member 1's rows, scaled by its own episodes' returns
-    returns = own.episode_returns()
+    returns = own.episode_returns()[:-1] if own.has_partial_episode else own.episode_returns()
     scaled = own.qlearning()["rewards"] * np.float32(1000 / (returns.max() - returns.min()))
     assert torch.equal(ens.data["rewards"][ens.member_offsets[1]:], torch.as_tensor(scaled))
     assert torch.equal(torch.as_tensor(training_arrays(own, cfg)["rewards"]), torch.as_tensor(scaled))
+
+
+def test_reward_scale_leaves_out_a_trailing_partial_episode(tmp_path):
+    """rewards x 1000 / (max - min) over whole episodes: an episode cut by the end of the data (here the
+    lowest return) would widen the spread (CORL's return_reward_range skips it)."""
+    from synthrl.data.dataset import OfflineDataset
+    from synthrl.iql import training_arrays
+
+    n = 600
+    rewards = np.ones(n, np.float32)
+    terminals, timeouts = np.zeros(n, bool), np.zeros(n, bool)
+    terminals[[199, 499]] = True         # episodes of 200 and 300 steps (returns 200, 300), then 100 cut off
+    rng = np.random.default_rng(0)
+    ds = OfflineDataset(name="toy", path=tmp_path / "toy.hdf5", env="hopper",
+                        observations=rng.normal(size=(n, 11)).astype(np.float32),
+                        actions=rng.uniform(-1, 1, (n, 3)).astype(np.float32), rewards=rewards,
+                        terminals=terminals, timeouts=timeouts)
+    assert ds.has_partial_episode and list(ds.episode_returns()) == [200, 300, 100]
+    arrays = training_arrays(ds, IQLConfig(dataset="-", batch_size=32))
+    assert np.allclose(arrays["rewards"], 1000 / (300 - 200))
 
 
 def _stopped_after(runner, updates):
