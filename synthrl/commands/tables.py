@@ -27,12 +27,14 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def add_source_arguments(parser) -> None:
-    """--results DIR | --csv FILE: where the evaluation records come from (tables and curves alike)."""
+def add_source_arguments(parser):
+    """--results DIR | --csv FILE: where the evaluation records come from (tables and curves alike); returns
+    the mutually exclusive group."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--results", metavar="DIR", help="a sweep's results directory, or any folder of run directories")
     src.add_argument("--csv", metavar="FILE",
                      help="a long CSV: algorithm, variant, dataset, seed, update, normalized_score, ...")
+    return src  # verdict adds --paper to the same choice
 
 
 def register(subparsers) -> None:
