@@ -1,9 +1,10 @@
-"""Plot normalised score against updates from CQL or DT run directories (their metrics.csv).
+"""Plot normalised score against updates from CQL, IQL or DT run directories (their metrics.csv).
 
     python benchmarks/plot_learning.py RUN_DIR|metrics.csv [...] --out curve.png [--behaviour 47.5]
 
-Each run is one curve (mean over its seeds, shaded min..max). The right panel shows CQL's mean Q on
-dataset actions, or DT's training loss. Prints the table it plots (markdown).
+Each run is one curve (mean over its seeds, shaded min..max). The right panel shows the mean Q on
+dataset actions (CQL, IQL), or DT's training loss. Prints the table it plots (markdown), with the
+loss columns the run's metrics have.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-COLUMNS = ("normalized_score", "q_loss", "cql_loss", "q_data", "train_loss")
+COLUMNS = ("normalized_score", "q_loss", "cql_loss", "v_loss", "policy_loss", "q_data", "v_data", "train_loss")
+Q_LEARNING_COLUMNS = ("q_loss", "cql_loss", "v_loss", "q_data")  # the table's, where the run has them
 
 
 def read(path: Path) -> dict[int, dict[str, list[float]]]:
@@ -29,6 +31,12 @@ def read(path: Path) -> dict[int, dict[str, list[float]]]:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def extra_columns(data: dict[int, dict[str, list[float]]]) -> tuple[str, ...]:
+    """The loss columns every evaluation of the run has; the last one is the right panel's."""
+    q_learning = tuple(k for k in Q_LEARNING_COLUMNS if all(k in d for d in data.values()))
+    return q_learning if "q_data" in q_learning else ("train_loss",)
 
 
 def main() -> None:
@@ -52,9 +60,8 @@ def main() -> None:
         scores = [d["normalized_score"] for d in data.values()]
         ax_score.plot(updates, [mean(s) for s in scores], label=label)
         ax_score.fill_between(updates, [min(s) for s in scores], [max(s) for s in scores], alpha=0.2)
-        cql = all("q_data" in d for d in data.values())
-        extra = ("q_loss", "cql_loss", "q_data") if cql else ("train_loss",)
-        kind = "mean Q on dataset actions (CQL)" if cql else "training loss (DT)"
+        extra = extra_columns(data)
+        kind = "mean Q on dataset actions" if extra[-1] == "q_data" else "training loss (DT)"
         if kind not in axes_for:
             axes_for[kind] = ax_right if not axes_for else ax_right.twinx()
             axes_for[kind].set_ylabel(kind, fontsize=8)
