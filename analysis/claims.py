@@ -11,6 +11,9 @@ and decides with two stratified bootstrap CIs from analysis/stats.py:
 * ``not worse``: held when the difference CI lies entirely above −margin, not held when entirely below
   it; ``not better``: held when entirely below +margin, not held when entirely above it; else inconclusive.
 * a claim whose variants (or named datasets) the records do not hold is *not run*, with what is missing.
+  So is one whose variant is, in the records, a run of another algorithm than the claim's table's
+  (DT's 'tau=1' of table 4 is not CQL's 'tau=1' of table 7; an algorithm label the registry does not
+  know is taken as it comes).
 
 ``judge_paper`` reads the paper's own numbers (paper_numbers.json): only means and stds exist there,
 so every claim is "paper only: no per-seed data", with the paper's average difference as the number.
@@ -20,16 +23,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from analysis import measures as M
 from analysis import stats as S
-from analysis.paper import (TABLE_MEASURE, match_paper_columns, paper_number_for, paper_tables,
+from analysis.paper import (SWEEPS_DIR, TABLE_MEASURE, match_paper_columns, paper_number_for, paper_tables,
                             sweep_paper_columns, sweep_variants)
 from analysis.records import PAPER_DATASETS, Records, dataset_key
 from analysis.verdict_render import render_verdicts  # noqa: F401  (re-exported: the report page imports it from here)
+from synthrl import registry
 from synthrl.errors import UserError
 
 CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
@@ -209,6 +214,30 @@ def _full_ratio(records: Records) -> Records:
     return Records(frame[frame["finetune_ratio"] == keep], records.expected, records.source)
 
 
+@lru_cache(maxsize=None)
+def table_algorithm(table: int) -> str | None:
+    """The algorithm of sweeps/table<N>.yaml ('dt', 'cql'; None when the file does not say)."""
+    import yaml
+
+    path = SWEEPS_DIR / f"table{table}.yaml"
+    doc = yaml.safe_load(path.read_text()) if path.is_file() else None
+    algorithm = doc.get("algorithm") if isinstance(doc, dict) else None
+    return str(algorithm).lower() if algorithm else None
+
+
+def _other_algorithm(claim: Claim, algorithms: dict[str, set[str]]) -> list[str]:
+    """The sides whose records are all runs of another known algorithm than the claim's table's: DT's
+    'tau=1' (table 4) is not CQL's 'tau=1' (table 7). Labels the registry does not know are not judged."""
+    wanted = table_algorithm(claim.table)
+    known = set(registry.algorithms())
+    lines = []
+    for side in (claim.x, claim.y):
+        have = algorithms.get(side, set())
+        if wanted and have and have <= known and wanted not in have:
+            lines.append(f"{side} is {'/'.join(sorted(have))} runs here, table {claim.table} is {wanted}'s")
+    return lines
+
+
 def decide(claim: Claim, p: S.Estimate, diff: S.Estimate) -> str:
     """held / not held / inconclusive from the two CIs (the rules of the module docstring)."""
     if not (diff.low == diff.low and diff.high == diff.high):
@@ -228,7 +257,10 @@ def decide(claim: Claim, p: S.Estimate, diff: S.Estimate) -> str:
     return NOT_HELD if diff.low > claim.margin else INCONCLUSIVE
 
 
-def _judge_one(claim: Claim, per_seed, seed: int) -> Verdict:
+def _judge_one(claim: Claim, per_seed, algorithms: dict[str, set[str]], seed: int) -> Verdict:
+    other = _other_algorithm(claim, algorithms)
+    if other:
+        return Verdict(claim, NOT_RUN, NO_ESTIMATE, NO_ESTIMATE, (), (0, 0), "; ".join(other))
     have = {v: set(per_seed.loc[(per_seed["variant"] == v) & per_seed["value"].notna(), "dataset"])
             for v in (claim.x, claim.y)}
     missing = [v for v in (claim.x, claim.y) if not have[v]]
@@ -266,12 +298,13 @@ def _judge_one(claim: Claim, per_seed, seed: int) -> Verdict:
 def judge(records: Records, claims: list[Claim], seed: int = S.DEFAULT_SEED) -> list[Verdict]:
     """A verdict per claim from the records' per-seed scores (each claim's measure)."""
     records = _full_ratio(records)
+    algorithms = {str(v): set(g.astype(str)) for v, g in records.frame.groupby("variant")["algorithm"]}
     per_seed_by_measure = {}
     verdicts = []
     for claim in claims:
         if claim.measure not in per_seed_by_measure:
             per_seed_by_measure[claim.measure] = M.per_seed(records.frame, claim.measure)
-        verdicts.append(_judge_one(claim, per_seed_by_measure[claim.measure], seed))
+        verdicts.append(_judge_one(claim, per_seed_by_measure[claim.measure], algorithms, seed))
     return verdicts
 
 

@@ -19,9 +19,11 @@ from synthrl.errors import UserError
 UPDATES = (85000, 90000, 95000, 100000)
 
 
-def _write_csv(path, scores, evals=(100000,)):
-    """scores: {variant: {dataset: [one number per seed]}} -> a long CSV (each seed's evaluations equal)."""
-    rows = [{"algorithm": "dt", "variant": v, "dataset": d, "seed": seed, "update": u, "normalized_score": value}
+def _write_csv(path, scores, evals=(100000,), algorithm=None):
+    """scores: {variant: {dataset: [one number per seed]}} -> a long CSV (each seed's evaluations equal);
+    algorithm: {variant: label}, default cql for CQL* variants, else dt."""
+    algorithm = algorithm or {}
+    rows = [{"algorithm": algorithm.get(v, "cql" if v.startswith("CQL") else "dt"), "variant": v, "dataset": d, "seed": seed, "update": u, "normalized_score": value}
             for v, by_dataset in scores.items() for d, values in by_dataset.items()
             for seed, value in enumerate(values) for u in evals]
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -158,6 +160,22 @@ def test_a_missing_variant_or_dataset_is_not_run(tmp_path):
     assert no_b.status == C.NOT_RUN and f"X / {b}" in no_b.note
     [average] = C.judge(records, _claim(tmp_path))  # the average: over the dataset both have, and said so
     assert average.datasets == (a,) and f"left out {b}" in average.note
+
+
+def test_a_variant_name_of_the_other_algorithm_is_not_judged(tmp_path):
+    # 'tau=1' and 'tau=0.01' name columns of table 4 (DT) and table 7 (CQL): CQL runs answer table 7 only
+    a = PAPER_DATASETS[0]
+    scores = {"tau=1": {a: [5, 6, 7]}, "tau=0.01": {a: [1, 2, 3]}}
+    claim = CLAIM.format(id="t{n}", x="tau=1", y="tau=0.01", direction="better", extra="").replace("table: 1", "table: {n}")
+    path = tmp_path / "c.yaml"
+    path.write_text(claim.format(n=4) + claim.format(n=7).replace("claims:\n", ""))
+    claims = C.load_claims(path)
+    cql = read_long_csv(_write_csv(tmp_path / "cql.csv", scores, algorithm={"tau=1": "cql", "tau=0.01": "cql"}))
+    on_table_4, on_table_7 = C.judge(cql, claims)
+    assert on_table_4.status == C.NOT_RUN and "table 4 is dt's" in on_table_4.note
+    assert on_table_7.status != C.NOT_RUN
+    other = read_long_csv(_write_csv(tmp_path / "o.csv", scores, algorithm={"tau=1": "mine", "tau=0.01": "mine"}))
+    assert all(v.status != C.NOT_RUN for v in C.judge(other, claims))  # a label the registry does not know
 
 
 def test_family_and_each_claims_expand(tmp_path):
