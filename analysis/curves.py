@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only: no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
@@ -177,6 +178,53 @@ def curve_figures(records: Records, variants: list[str] | None = None, per_datas
                                  f"{dataset}{partial}", xlabel, ylabel))
     figures += _ablations(frame, variants, partial)
     return figures
+
+
+def _updates_text(x: float, _position=None) -> str:
+    """Tick labels in updates: 250k, 1.5M (no '1e6' offset text to collide with the next row's titles)."""
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:g}M"
+    return f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}"
+
+
+_updates_axis = matplotlib.ticker.FuncFormatter(_updates_text)
+
+
+def dataset_grid(records: Records, value: str = "normalized_score", columns: int = 4) -> Figure | None:
+    """Every dataset's curves as small multiples in one figure (the report page's per-dataset view: one
+    figure instead of one per dataset); None when the records carry no ``value``."""
+    frame = _full_data(records.frame)
+    if frame[value].isna().all():
+        return None
+    stats = curve_stats(frame, value, offset=True)
+    datasets, variants = records.datasets, records.variants
+    rows = -(-len(datasets) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(12.8, 2.6 * rows + 0.7), dpi=DPI, squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, dataset in zip(axes.flat, datasets):
+        here = stats[stats["dataset"] == dataset]
+        for i, variant in enumerate(variants):
+            c = here[here["variant"] == variant]
+            if c.empty:
+                continue
+            color = colors[i % len(colors)]
+            ax.plot(c["x"], c["mean"], color=color, linewidth=1.2, label=variant)
+            ax.fill_between(c["x"], c["mean"] - c["std"], c["mean"] + c["std"], color=color, alpha=0.18, linewidth=0)
+        ax.set_title(dataset, fontsize="small")
+        ax.tick_params(labelsize="x-small")
+        ax.xaxis.set_major_formatter(_updates_axis)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
+    handles = [plt.Line2D([], [], color=colors[i % len(colors)], linewidth=2) for i in range(len(variants))]
+    fig.legend(handles, variants, loc="upper center", ncol=min(len(variants), 8), fontsize="small", frameon=False)
+    what = "normalised score" if value == "normalized_score" else "training loss"
+    fig.supxlabel("updates (pre-training + fine-tuning)", fontsize="small")
+    fig.supylabel(what, fontsize="small")
+    # fixed margins, not tight_layout: a dozen axes would cost it a second
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.07 + 0.1 / rows, top=1 - 0.45 / (2.6 * rows + 0.7),
+                        hspace=0.45, wspace=0.22)
+    return Figure(f"{'score' if value == 'normalized_score' else 'loss'}_datasets.png", figure_png(fig))
 
 
 def plot_curves(records: Records, out_dir: str | Path, variants: list[str] | None = None) -> list[Path]:

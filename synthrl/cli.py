@@ -13,7 +13,7 @@ import sys
 
 from synthrl.errors import UserError
 
-VERBS = ["synth", "data", "run", "sweep", "tables", "curves", "verdict", "doctor"]
+VERBS = ["synth", "data", "run", "sweep", "tables", "curves", "verdict", "report", "doctor"]
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from synthrl.errors import UserError
-from trainables.records import Printer, read_sweep_record
+from trainables.records import SWEEP_FILE, Printer, read_sweep_record, sweep_dir
 from trainables.status import state_counts, trial_states
+from trainables.sweep_report import write_sweep_report
 
 INTERRUPTED = 130   # the exit code after Ctrl-C (128 + SIGINT)
 
@@ -96,5 +97,8 @@ def report_interrupted(storage: Path, names: list[str], hint: ResumeHint, out: P
     if not_started:
         out(f"not started: {', '.join(not_started)}")
     out(f"resume with: {hint.command()}")
+    for name in names:   # after the command that continues: a second Ctrl-C here skips only the page
+        if (sweep_dir(storage, name) / SWEEP_FILE).is_file():
+            write_sweep_report(storage, name, out)
     return INTERRUPTED
 

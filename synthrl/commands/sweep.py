@@ -91,6 +91,8 @@ def register(subparsers) -> None:
     p = verbs.add_parser("status", help="trials by state, progress, errors (reads the storage; no Ray)")
     p.add_argument("name", metavar="NAME", help="a sweep's name, or the name a multi-sweep file was launched under")
     storage_option(p)
+    p.add_argument("--report", action="store_true",
+                   help="also (re)write STORAGE/NAME/report.html, the one-page report, and print its path")
     p.set_defaults(func=_status)
 
     p = verbs.add_parser("ls", help="list the sweeps in the storage")
@@ -239,7 +241,13 @@ def _resume(args) -> int:
 def _status(args) -> int:
     from trainables.launcher import resolve_storage, status_text
 
-    print(status_text(resolve_storage(args.storage, writable=False), args.name))
+    storage = resolve_storage(args.storage, writable=False)
+    print(status_text(storage, args.name))
+    if args.report:
+        from trainables.sweep_report import sweep_names, write_sweep_report
+
+        written = [write_sweep_report(storage, name) for name in sweep_names(storage, args.name)]
+        return 0 if all(written) else 1
     return 0
 
 
