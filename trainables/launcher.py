@@ -30,6 +30,7 @@ from trainables.ray_session import connect_ray
 from trainables.records import (SWEEP_FILE, TUNE_DIR, Printer, group_path, load_recorded_sweep, print_line,
                                 read_group, record_group, resolve_storage, set_tune_experiment, sweep_dir)
 from trainables.stage1 import build_artifacts, error_message
+from trainables.sweep_report import write_sweep_report
 from trainables.status import latest_scores, ls_text, progress_line, status_text, trial_dirname, trial_label, worker_pids
 from trainables.trainable import run_trial
 
@@ -159,6 +160,7 @@ def run_sweep(sweep: Sweep, document: dict, overrides: dict, storage: Path, *, m
         if not prepared.trials:
             out(f"[{sweep.name}] nothing to run: {len(prepared.skipped_done)} trial(s) already finished"
                 + (f", {len(prepared.refused)} refused" if prepared.refused else ""))
+            write_sweep_report(storage, sweep.name, out)
             return 0
         started_here = connect_ray(address, dashboard, out)
         return _run_prepared(prepared, max_gpus, callbacks, resume, not_started, out)
@@ -210,6 +212,7 @@ def _run_prepared(prepared: Prepared, max_gpus: float | None, callbacks: list, r
         _record_best_config(storage, sweep, result_grid, out)
     out(f"[{sweep.name}] finished: results in {sweep_dir(storage, sweep.name)} "
         f"(synthrl tables --results {sweep_dir(storage, sweep.name)} ...)")
+    write_sweep_report(storage, sweep.name, out)
     return 1 if errors or artifact_errors else 0
 
 
@@ -287,6 +290,7 @@ def resume_sweep(name: str, storage: Path, *, address: str | None = None, dashbo
             return report_interrupted(storage, [name], hint, out, not_started)
         errors = _report_results(name, result_grid, out)
         out(f"[{name}] finished: results in {sweep_dir(storage, name)}")
+        write_sweep_report(storage, name, out)
         return 1 if errors else 0
     except KeyboardInterrupt:
         return report_interrupted(storage, [name], hint, out, not_started)
