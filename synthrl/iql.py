@@ -32,8 +32,7 @@ from synthrl.cql import networks as nets
 from synthrl.cql.algorithm import CQLEnsemble, MemberInit, member_generator_seed
 from synthrl.cql.config import PRETRAIN_KINDS, CQLConfig, check_device, check_seeds
 from synthrl.cql.pretrain import build_pretrain_artifact_for, pretrain_params_for, transferred_q
-from synthrl.cql.runner import (CQLRunner, EnsemblePolicy, PendingEvaluation, PolicySnapshot, _load_dataset,
-                                settle_fast_path)
+from synthrl.cql.runner import CQLRunner, PolicySnapshot, load_dataset_cached, settle_fast_path
 from synthrl.envs.specs import get_spec
 from synthrl.registry import FORWARD_DYNAMICS, Algorithm
 from synthrl.utils.io import params_key, resolve_device
@@ -41,9 +40,7 @@ from synthrl.utils.io import params_key, resolve_device
 EXP_ADV_MAX = 100.0
 OBS_STD_EPS = 1e-3
 ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
-STAT_NAMES = ("q_loss", "v_loss", "policy_loss", "q_data", "v_data")
-METRIC_COLUMNS = ["seed", "update", "normalized_score", "return", *STAT_NAMES, "return_std", "dataset", "variant",
-                  "env_id", "wall_clock_s"]
+STAT_NAMES = ("q_loss", "v_loss", "policy_loss", "q_data", "v_data")  # metrics.csv's loss columns
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +378,7 @@ class IQLEnsemble(CQLEnsemble):
 
 
 # ---------------------------------------------------------------------------------------------
-# the runner: CQL's (evaluation, overlapped evaluation, global RNG state), with IQL's rows
+# the runner: CQL's (evaluation, overlapped evaluation, rows, global RNG state), with IQL's policy snapshot
 
 class IQLPolicySnapshot(PolicySnapshot):
     def __init__(self, ensemble: IQLEnsemble):
@@ -393,24 +390,10 @@ class IQLPolicySnapshot(PolicySnapshot):
 
 
 class IQLRunner(CQLRunner):
-    def __post_init__(self):
-        super().__post_init__()
-        self.metric_columns = list(METRIC_COLUMNS)
+    """CQLRunner; its metrics.csv columns and rows follow the ensemble's stat_names."""
 
-    def start_evaluation(self) -> PendingEvaluation:
-        from synthrl.envs import in_background
-
-        stats, update, index = self._begin_evaluation()
-        policy = EnsemblePolicy(IQLPolicySnapshot(self.ensemble), self.eval_episodes)
-        future = in_background(self._evaluate_fn(), self.env, policy, self.seeds, self.eval_episodes, index,
-                               version=self.env_version)
-        return PendingEvaluation(future, lambda result: self._rows(result, stats, update))
-
-    def _rows(self, result, stats: dict[str, np.ndarray], update: int) -> list[dict]:
-        return [{**m, "update": update, "normalized_score": float(np.mean(result.normalized[i])),
-                 "return": float(np.mean(result.returns[i])), "return_std": float(np.std(result.returns[i])),
-                 "env_id": result.env_id, **{name: float(stats[name][i]) for name in STAT_NAMES}}
-                for i, m in enumerate(self.member_info)]
+    def policy_snapshot(self) -> IQLPolicySnapshot:
+        return IQLPolicySnapshot(self.ensemble)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,7 +402,7 @@ class IQLRunner(CQLRunner):
 def run_params(config: IQLConfig) -> dict:
     """Everything that identifies the run (params.json); --resume refuses a run whose params differ."""
     config = config.validate()
-    ds = _load_dataset(config.dataset)
+    ds = load_dataset_cached(config.dataset)
     pp = pretrain_params_for(config, ds.obs_dim, ds.act_dim)
     return {"algorithm": "iql", "variant": config.variant, "dataset": ds.name, "dataset_path": str(ds.path),
             "dataset_sha256": ds.sha256, "env": ds.env, "env_id": get_spec(ds.env).gym_id(config.env_version),
@@ -446,7 +429,7 @@ def make_runner(config: IQLConfig, store, evaluate_fn=None, progress: bool = Tru
     device = resolve_device(config.device)
     if device.startswith("cuda"):
         torch.set_float32_matmul_precision(config.matmul_precision)
-    ds = _load_dataset(config.dataset)
+    ds = load_dataset_cached(config.dataset)
     artifact = build_pretrain_artifact_for(config, ds.obs_dim, ds.act_dim, store, device=device, progress=progress)
     q_init = transferred_q(artifact) if artifact is not None else None
     # a fraction of the trajectories: each member its own (seeded by its seed), with its own statistics
@@ -463,7 +446,7 @@ def make_runner(config: IQLConfig, store, evaluate_fn=None, progress: bool = Tru
 
 def build_pretrain(config: IQLConfig, store, progress: bool = False):
     """Stage 1 of a sweep: the pre-training artifact of ``config`` (None without pre-training)."""
-    ds = _load_dataset(config.dataset)
+    ds = load_dataset_cached(config.dataset)
     return build_pretrain_artifact_for(config, ds.obs_dim, ds.act_dim, store, device=resolve_device(config.device),
                                        progress=progress)
 

@@ -319,6 +319,23 @@ def test_iql_run_end_to_end_and_resume(tmp_path):
     assert read_rows(part) == rows
 
 
+def test_overlapped_evaluation_equals_the_synchronous_one(tmp_path):
+    """CQLRunner's evaluation beside training, on IQL's policy snapshot (normalised observations): the
+    same rows as evaluating the live ensemble, with IQL's loss columns."""
+    data = tiny_hopper_file(tmp_path)
+    store = ArtifactStore(tmp_path / "store")
+    cfg = dict(dataset=str(data), seeds=[0, 1], updates=40, eval_every=20, eval_episodes=1, batch_size=32)
+    runs = {}
+    for overlap in ("off", "on"):
+        runner = make_runner(IQLConfig(**cfg, eval_overlap=overlap), store, progress=False)
+        assert runner.eval_overlap == (overlap == "on")
+        assert runner.metric_columns[4:9] == ["q_loss", "v_loss", "policy_loss", "q_data", "v_data"]
+        drive(runner, RunDir(tmp_path / overlap), progress=False)
+        runs[overlap] = read_rows(tmp_path / overlap)
+    assert runs["on"] == runs["off"] and len(runs["on"]) == 4
+    assert "cql_loss" not in runs["on"][0] and float(runs["on"][0]["v_loss"]) > 0
+
+
 def test_finetune_ratio_gives_each_member_its_own_trajectories(tmp_path):
     """finetune_ratio: member e trains on the fraction seeded by its seed, normalised by its own
     statistics and reward scale; extra_updates lengthen the run (and the cosine schedule)."""

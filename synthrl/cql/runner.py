@@ -32,13 +32,19 @@ from synthrl.errors import UserError
 from synthrl.utils.fastpath import decision
 from synthrl.utils.io import resolve_device
 
-METRIC_COLUMNS = ["seed", "update", "normalized_score", "return", "q_loss", "cql_loss", "policy_loss", "alpha",
-                  "alpha_loss", "q_data", "return_std", "dataset", "variant", "env_id", "wall_clock_s"]
+
+def metric_columns(stat_names) -> list[str]:
+    """metrics.csv's columns for an ensemble whose loss statistics are ``stat_names`` (its stat_names)."""
+    return ["seed", "update", "normalized_score", "return", *stat_names, "return_std", "dataset", "variant", "env_id",
+            "wall_clock_s"]
+
+
+METRIC_COLUMNS = metric_columns(STAT_NAMES)
 
 _DATASETS: dict[str, Any] = {}
 
 
-def _load_dataset(name: str):
+def load_dataset_cached(name: str):
     """load_dataset, cached per process (a group of configs usually shares one dataset); keeps the last 4."""
     if name in _DATASETS:
         _DATASETS[name] = _DATASETS.pop(name)  # most recently used last
@@ -52,7 +58,7 @@ def _load_dataset(name: str):
 
 
 def _env_dims(config: CQLConfig) -> tuple[str, int, int]:
-    ds = _load_dataset(config.dataset)
+    ds = load_dataset_cached(config.dataset)
     return ds.env, ds.obs_dim, ds.act_dim
 
 
@@ -76,7 +82,7 @@ def build_pretrain_artifact(config: CQLConfig, store, progress: bool = True) -> 
 
 def run_params(config: CQLConfig) -> dict:
     """Everything that identifies the run (params.json); --resume refuses a run whose params differ."""
-    ds = _load_dataset(config.dataset)
+    ds = load_dataset_cached(config.dataset)
     from synthrl.envs import get_spec
 
     pp = pretrain_params(config)
@@ -141,7 +147,7 @@ def make_group_runner(configs: list[CQLConfig], store, evaluate_fn: Callable | N
     for c in configs:
         artifact = build_pretrain_artifact_for(c, obs_dim, act_dim, store, device=device, progress=progress)
         q_init = transferred_q(artifact) if artifact is not None else None
-        base = _load_dataset(c.dataset)
+        base = load_dataset_cached(c.dataset)
         for seed in c.seeds:
             key = (str(base.path), float(c.finetune_ratio), seed if c.finetune_ratio < 1 else None, c.action_clip)
             if key not in dataset_index:
@@ -258,7 +264,7 @@ class CQLRunner:
     fast_path: dict | None = None  # params.json's fast_path: {"path": graph | eager, "reason": ...}
 
     def __post_init__(self):
-        self.metric_columns = list(METRIC_COLUMNS)
+        self.metric_columns = metric_columns(self.ensemble.stat_names)
         self.evals_done = 0
 
     @property
@@ -288,10 +294,15 @@ class CQLRunner:
         from synthrl.envs import in_background
 
         stats, update, index = self._begin_evaluation()
-        policy = EnsemblePolicy(PolicySnapshot(self.ensemble), self.eval_episodes)
+        policy = EnsemblePolicy(self.policy_snapshot(), self.eval_episodes)
         future = in_background(self._evaluate_fn(), self.env, policy, self.seeds, self.eval_episodes, index,
                                version=self.env_version)
         return PendingEvaluation(future, lambda result: self._rows(result, stats, update))
+
+    def policy_snapshot(self) -> PolicySnapshot:
+        """The policies copied now, for an evaluation beside training (an ensemble whose policy acts
+        differently, e.g. IQL's on normalised observations, gives its runner its own snapshot)."""
+        return PolicySnapshot(self.ensemble)
 
     def _evaluate_fn(self) -> Callable:
         if self.evaluate_fn is not None:
@@ -314,7 +325,7 @@ class CQLRunner:
                    "return": float(np.mean(result.returns[i])),
                    "return_std": float(np.std(result.returns[i])),
                    "env_id": result.env_id}
-            row.update({name: float(stats[name][i]) for name in STAT_NAMES})
+            row.update({name: float(stats[name][i]) for name in self.ensemble.stat_names})
             rows.append(row)
         return rows
 
