@@ -194,9 +194,12 @@ def _verdict_section(records: Records, seed: int) -> Section:
     shown = [v for v in verdicts if v.status != C.NOT_RUN]
     section = Section("verdicts", "Verdicts on the paper's claims")
     if shown:
-        section.body.append(f'<p>{esc(C.summary(shown))} these results can test. Held / not held: the 95 % CI of '
-                            "P(X &gt; Y) or of the average difference excludes the no-effect value; inconclusive: "
-                            "it straddles it. Hover a claim for the paper's words.</p>")
+        counts = {status: sum(v.status == status for v in shown) for status in C.STATUSES}
+        tally = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        section.body.append(f"<p><b>These results test {len(shown)} of the paper's {len(verdicts)} claims: "
+                            f"{esc(tally)}.</b> Held / not held: the 95 % CI of P(X &gt; Y) or of the average "
+                            "difference excludes the no-effect value; inconclusive: it straddles it. Hover a claim "
+                            "for the paper's words.</p>")
         section.body.append('<div class="scroll">' + C.render_verdicts(shown, "html") + "</div>")
     else:
         section.body.append("<p>None of the paper's claims compares variants these results hold.</p>")
@@ -236,7 +239,9 @@ def _curves_section(records: Records) -> Section:
     figures = curve_figures(records, per_dataset=False)  # averages and ablations; datasets as small multiples
     section.body.append('<div class="grid">' + "".join(img(f.png, f.name) for f in figures) + "</div>")
     for value, what in (("normalized_score", "score"), ("train_loss", "training loss")):
-        figure = dataset_grid(records, value)
+        if len(records.datasets) < 2:
+            break  # one dataset: its curves are the averages above
+        figure = dataset_grid(records, value, columns=min(4, len(records.datasets)))
         if figure is not None:
             section.body.append(f"<h3>Per dataset: {what}</h3>")
             section.body.append('<div class="figure">' + img(figure.png, figure.name) + "</div>")

@@ -48,8 +48,10 @@ def aggregate_png(values: list[dict], title: str) -> bytes:
 def profile_png(scores: dict[str, list[np.ndarray]], seed: int, title: str) -> bytes:
     """Fraction of runs with a score above τ, per variant, shaded by its stratified 95 % CI."""
     pooled = [s for groups in scores.values() for g in groups for s in g]
-    top = max(100.0, float(np.nanmax(pooled))) if pooled else 100.0
-    taus = np.linspace(0.0, top, 41)
+    # τ over the scores' own range (a profile of scores near 3 squeezed into 0-100 would show nothing)
+    low, high = (float(np.nanmin(pooled)), float(np.nanmax(pooled))) if pooled else (0.0, 100.0)
+    pad = max(1.0, 0.05 * (high - low))
+    taus = np.linspace(min(0.0, low - pad), high + pad, 61)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=DPI)
     for variant, groups in scores.items():
         point, low, high = S.performance_profile(groups, taus, seed)
