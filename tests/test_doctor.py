@@ -27,13 +27,13 @@ def hopper(tmp_path_factory):
     return make_dataset("hopper", RandomPolicy(3, seed=0), 2000, tmp_path_factory.mktemp("data") / "hopper-tiny.hdf5")
 
 
-def skipping_fast_step(ens: CQLEnsemble, name: str = "w2"):
-    """A 'graph replay' that updates everything except one Q weight (its copy was lost)."""
+def skipping_fast_step(ens: CQLEnsemble, name: str = "w2", group: str = "q"):
+    """A 'graph replay' that updates everything except one weight (of Q by default: its copy was lost)."""
     def step():
-        kept = ens.q[name].detach().clone()
+        kept = getattr(ens, group)[name].detach().clone()
         ens._update()
         with torch.no_grad():
-            ens.q[name].copy_(kept)
+            getattr(ens, group)[name].copy_(kept)
     return step
 
 
@@ -61,13 +61,15 @@ def test_doctor_on_cpu_passes_and_writes_the_table_as_json(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["device"] == "cpu" and report["quick"] is False and report["complete"] is True
     names = [c["check"] for c in report["checks"]]
-    assert names == ["cql E=1", "cql E=4", "dt fine-tune", "dt pre-train step", "token sampler",
-                     "overlapped evaluation", "resume cql", "resume dt"]
+    assert names == ["cql E=1", "cql E=4", "iql E=1", "iql E=4", "dt fine-tune", "dt pre-train step",
+                     "token sampler", "overlapped evaluation", "resume cql", "resume dt"]
     for c in report["checks"]:
         assert set(c) == {"check", "ok", "detail", "speed", "goal"}
         assert c["ok"] is not False, c
     by_name = {c["check"]: c for c in report["checks"]}
-    assert by_name["cql E=4"]["ok"] is None and "cpu" in by_name["cql E=4"]["detail"]  # no CUDA graphs here
+    for name in ("cql E=4", "iql E=4"):  # no CUDA graphs here
+        assert by_name[name]["ok"] is None and "cpu" in by_name[name]["detail"]
+        assert "seed-updates/s" in by_name[name]["speed"]
     fast = "compiled" if compiler_available() else "bf16"
     assert by_name["dt fine-tune"]["ok"] is True and by_name["dt fine-tune"]["detail"].startswith(fast)
     assert by_name["dt pre-train step"]["ok"] is True and by_name["dt pre-train step"]["detail"].startswith(fast)
@@ -80,14 +82,30 @@ def test_doctor_names_a_corrupted_cuda_graph_and_exits_1(tmp_path, monkeypatch, 
     from synthrl.doctor import checks
 
     monkeypatch.setattr(CQLEnsemble, "build_fast_step", lambda self: skipping_fast_step(self))
-    monkeypatch.setattr(checks, "all_checks", lambda ctx: [("cql E=1", checks.check_cql(1)),
-                                                           ("cql E=4", checks.check_cql(4))])
+    monkeypatch.setattr(checks, "all_checks", lambda ctx: [("cql E=1", checks.check_fast_path_of("cql", 1)),
+                                                           ("cql E=4", checks.check_fast_path_of("cql", 4))])
     out = tmp_path / "doctor.json"
     assert main(["doctor", "--device", "cpu", "--quick", "--json", str(out)]) == 1
     report = json.loads(out.read_text())
     assert [c["ok"] for c in report["checks"]] == [False, False]
     assert "q.w2" in report["checks"][1]["detail"] and "OUTSIDE" in report["checks"][1]["detail"]
     assert "failing fast path(s): cql E=1, cql E=4" in capsys.readouterr().err
+
+
+def test_doctor_checks_iql_and_names_its_corrupted_value_net(tmp_path, monkeypatch, capsys):
+    """IQL is checked as a registered forward-dynamics algorithm (not by name): a 'graph' that loses V's
+    head update fails its row."""
+    from synthrl.doctor import checks
+    from synthrl.iql import IQLEnsemble
+
+    assert checks.forward_dynamics_algorithms() == ["cql", "iql"]
+    monkeypatch.setattr(IQLEnsemble, "build_fast_step", lambda self: skipping_fast_step(self, "w2", group="v"))
+    monkeypatch.setattr(checks, "all_checks", lambda ctx: [("iql E=4", checks.check_fast_path_of("iql", 4))])
+    out = tmp_path / "doctor.json"
+    assert main(["doctor", "--device", "cpu", "--quick", "--json", str(out)]) == 1
+    [row] = json.loads(out.read_text())["checks"]
+    assert row["check"] == "iql E=4" and row["ok"] is False and "v.w2" in row["detail"]
+    assert "failing fast path(s): iql E=4" in capsys.readouterr().err
 
 
 def test_doctor_bad_device_is_one_line_exit_2(capsys):

@@ -1,7 +1,8 @@
 """The doctor's checks: each runs one fast path beside its reference and returns one Check row.
 
 Every check uses the real parts: a small Hopper dataset rolled out in MuJoCo (random policy, made
-once per doctor run in a temporary directory), the real CQL ensemble and runners, the real DT
+once per doctor run in a temporary directory), the real ensembles of every registered
+forward-dynamics algorithm (CQL, IQL: built by their own make_runner), the real runners, the real DT
 runner and pre-trainer, the real token sources and evaluation. Sizes are the issue's on CUDA (so
 the speeds compare with the goals) and small on the CPU (so the doctor finishes in minutes on 2
 cores); the code paths are the same.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -98,7 +99,50 @@ def _fmt_rate(value: float, unit: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# CQL: the CUDA-graph update against eager
+# the ensembles of CQL, IQL (every registered forward-dynamics algorithm): the CUDA-graph update against eager
+def forward_dynamics_algorithms() -> list[str]:
+    """The registered algorithms of the forward-dynamics family (their runners train a batched ensemble)."""
+    from synthrl.registry import FORWARD_DYNAMICS, algorithms
+
+    return [name for name, algo in algorithms().items() if algo.pretrain_family == FORWARD_DYNAMICS]
+
+
+def algorithm_ensemble(ctx: Context, name: str, members: int):
+    """The ensemble of algorithm ``name``'s runner at the doctor's sizes, built by its own make_runner (its
+    data preparation included); the runner's start-up check is left to the doctor."""
+    from synthrl.registry import algorithm
+    from synthrl.store import ArtifactStore
+
+    algo, s = algorithm(name), ctx.sizes
+    wanted = {"dataset": str(ctx.hopper()), "seeds": list(range(members)), "pretrain": "none", "hidden": s.cql_hidden,
+              "batch_size": s.cql_batch, "rng_chunk": s.cql_chunk, "device": ctx.device}
+    declared = {f.name for f in fields(algo.config)}
+    config = algo.config(**{k: v for k, v in wanted.items() if k in declared})
+    runner = algo.make_runner(config, ArtifactStore(ctx.tmp / "store"), progress=False, fast_path_check=False)
+    return getattr(runner, "ensemble", None)
+
+
+def check_fast_path_of(name: str, members: int) -> Callable[[Context], Check]:
+    """Algorithm ``name``'s fast path (CUDA graph) against its eager update, and its training speed."""
+    def run(ctx: Context) -> Check:
+        label = f"{name} E={members}"
+        ens = algorithm_ensemble(ctx, name, members)
+        if not hasattr(ens, "check_fast_path"):
+            return Check(label, None, f"{name}'s runner has no ensemble with a fast-path check")
+        parity = ens.check_fast_path(updates=8)
+        path = "eager" if parity is None else "graph"
+        s = ctx.sizes
+        chunk = s.cql_chunk
+        per_call = seconds_per_call(lambda: ens.train(chunk), max(1, s.cql_speed_updates // chunk), ctx.device)
+        speed = _fmt_rate(members * chunk / per_call, f"seed-updates/s ({path}, E = {members}, hidden {s.cql_hidden}, "
+                                                     f"batch {s.cql_batch})")
+        goal = GOAL_CQL if name == "cql" else "-"
+        if parity is None:
+            return Check(label, None, f"no fast path here ({ens.eager_reason}): eager only", speed, goal)
+        return Check(label, parity.ok, f"CUDA graph vs eager fp32: {parity.detail()}", speed, goal)
+    return run
+
+
 def cql_ensemble(ctx: Context, members: int, accel: str = "auto"):
     from synthrl.cql.algorithm import CQLEnsemble, MemberInit
     from synthrl.data import load_dataset
@@ -107,23 +151,6 @@ def cql_ensemble(ctx: Context, members: int, accel: str = "auto"):
     data["actions"] = np.clip(data["actions"], -0.999, 0.999)
     return CQLEnsemble([data], [MemberInit(seed=s, dataset=0) for s in range(members)], hidden=ctx.sizes.cql_hidden,
                        batch_size=ctx.sizes.cql_batch, rng_chunk=ctx.sizes.cql_chunk, device=ctx.device, accel=accel)
-
-
-def check_cql(members: int) -> Callable[[Context], Check]:
-    def run(ctx: Context) -> Check:
-        ens = cql_ensemble(ctx, members)
-        parity = ens.check_fast_path(updates=8)
-        path = "eager" if parity is None else "graph"
-        s = ctx.sizes
-        chunk = s.cql_chunk
-        per_call = seconds_per_call(lambda: ens.train(chunk), max(1, s.cql_speed_updates // chunk), ctx.device)
-        speed = _fmt_rate(members * chunk / per_call, f"seed-updates/s ({path}, E = {members}, hidden {s.cql_hidden}, "
-                                                     f"batch {s.cql_batch})")
-        if parity is None:
-            detail = f"no fast path here ({ens.eager_reason}): eager only"
-            return Check(f"cql E={members}", None, detail, speed, GOAL_CQL)
-        return Check(f"cql E={members}", parity.ok, f"CUDA graph vs eager fp32: {parity.detail()}", speed, GOAL_CQL)
-    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,9 +335,11 @@ def check_resume_dt(ctx: Context) -> Check:
 
 
 def all_checks(ctx: Context) -> list[tuple[str, Callable[[Context], Check]]]:
-    checks = [("cql E=1", check_cql(1)), ("cql E=4", check_cql(4)), ("dt fine-tune", check_dt_finetune),
-              ("dt pre-train step", check_dt_pretrain), ("token sampler", check_token_sampler),
-              ("overlapped evaluation", check_overlap), ("resume cql", check_resume_cql)]
+    checks = [(f"{name} E={members}", check_fast_path_of(name, members))
+              for name in forward_dynamics_algorithms() for members in (1, 4)]
+    checks += [("dt fine-tune", check_dt_finetune), ("dt pre-train step", check_dt_pretrain),
+               ("token sampler", check_token_sampler), ("overlapped evaluation", check_overlap),
+               ("resume cql", check_resume_cql)]
     if not ctx.quick:
         checks.append(("resume dt", check_resume_dt))
     return checks
