@@ -122,7 +122,8 @@ def choose_tables(records: Records, paper: bool, seed: int) -> ReportTables:
         if not set(variants) <= set(held) or not set(variants) & with_evals:
             continue
         covered |= set(variants)
-        for measure in ("final", "best"):
+        # tables 1-8 have best-score twins (18-25) in the paper; 26-29 report the final score only
+        for measure in [m for m in ("final", "best") if P.paper_number_for(number, m) is not None]:
             table = build_table(records, variants, measure, strict_variants=False)
             partial_notes += table.notes  # before the paper's notes are added
             table.title = f"Table {P.paper_number_for(number, measure)} ({measure}): " + table.title

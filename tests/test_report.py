@@ -135,6 +135,10 @@ def test_a_paper_table_and_its_best_twin_are_chosen_beside_the_papers_numbers_wi
     assert '<table class="verdicts">' in page and "DT+Synthetic &gt; DT" in page
     assert "IQM" in page and "optimality gap" in page
 
+    # table 28 has no best-score twin in the paper: its final table only
+    table28 = csv_page(tmp_path, long_frame(variants=("CQL", "CQL+100k more", "CQL+MDP", "CQL+IID")), paper=True)
+    assert "Table 28 (final)" in table28 and "(best)" not in table28 and "CQL+IID (paper)" in table28
+
     # variants of no paper table: one table of all of them, no paper columns without --paper
     other = csv_page(tmp_path, long_frame(variants=("Mine", "Yours")))
     assert "All variants (final)" in other and "(paper)" not in other and "Mine − Yours" not in other
