@@ -34,6 +34,7 @@ from synthrl.cql.config import PRETRAIN_KINDS, CQLConfig, check_device, check_se
 from synthrl.cql.pretrain import build_pretrain_artifact_for, pretrain_params_for, transferred_q
 from synthrl.cql.runner import CQLRunner, PolicySnapshot, load_dataset_cached, settle_fast_path
 from synthrl.envs.specs import get_spec
+from synthrl.errors import UserError
 from synthrl.registry import FORWARD_DYNAMICS, Algorithm
 from synthrl.utils.io import params_key, resolve_device
 
@@ -354,7 +355,8 @@ class IQLEnsemble(CQLEnsemble):
                 "adam": [{k: cpu(self.optimizer.state[p][k]) for k in ADAM_KEYS} for p in self.parameters()],
                 "generators": [g.get_state() for g in self.generators], "stats_sum": cpu(self.stats_sum),
                 "stats_count": int(self.stats_count), "updates_done": int(self.updates_done),
-                "seeds": [int(m.seed) for m in self.members]}
+                "seeds": [int(m.seed) for m in self.members],
+                "obs_mean": cpu(self.obs_mean), "obs_std": cpu(self.obs_std)}  # for load_policy; fixed per run
 
     def load_state_dict(self, state: dict) -> None:
         """Copy into the existing tensors (a captured CUDA graph keeps pointing at them)."""
@@ -442,6 +444,27 @@ def make_runner(config: IQLConfig, store, evaluate_fn=None, progress: bool = Tru
     return IQLRunner(ensemble, info, env=ds.env, total_updates=config.total_updates, eval_every=config.eval_every,
                      eval_episodes=config.eval_episodes, env_version=config.env_version, evaluate_fn=evaluate_fn,
                      eval_overlap=overlap, fast_path=settle_fast_path(ensemble, fast_path_check))
+
+
+def load_policy(run_dir, *, member: int = 0, device: str = "cpu"):
+    """Member ``member`` of a trained IQL run as a BatchPolicy (``synthrl data make ENV --policy RUN``): the
+    policy's mean on observations normalised by the run's statistics, as the runner's evaluation acts."""
+    from synthrl.envs.policies import MemberPolicy, member_checkpoint
+    from synthrl.rundir import WRONG_CONTENT, RunDir, error_detail
+
+    run = RunDir(run_dir)
+    params = run.read_params()
+    seeds, env = [int(s) for s in params.get("seeds", [])], str(params.get("env"))
+    state = member_checkpoint(run, seeds, member, "iql")
+    try:
+        saved = state["runner"]["ensemble"]
+        policy = {k: t[member:member + 1].to(device, torch.float32) for k, t in saved["policy"].items()}
+        mean, std = (saved[k][member:member + 1].to(device, torch.float32) for k in ("obs_mean", "obs_std"))
+    except WRONG_CONTENT as e:
+        raise UserError(f"{run.checkpoint_dir}: not an iql run checkpoint with observation statistics "
+                        f"({error_detail(e)})") from None
+    return MemberPolicy(lambda obs: deterministic_actions(policy, mean, std, obs), env, mean.shape[-1], device,
+                        f"iql run {run.path} (member {member}, seed {seeds[member]}): mean action")
 
 
 def build_pretrain(config: IQLConfig, store, progress: bool = False):

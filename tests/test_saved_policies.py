@@ -1,4 +1,4 @@
-"""Saved policies: this project's own trained CQL and DT runs act in `synthrl data make ENV --policy RUN_DIR`."""
+"""Saved policies: this project's own trained CQL, DT and IQL runs act in `synthrl data make ENV --policy RUN_DIR`."""
 
 import numpy as np
 import pytest
@@ -78,6 +78,50 @@ def test_cql_policy_acts_as_the_runners_evaluation_policy(cql_run):
         got = load_policy(cql_run, member=member).act(obs[rows], np.zeros(episodes, np.float32))
         assert got.shape == (episodes, 3) and np.allclose(got, expected[rows], atol=1e-6)
     assert not np.allclose(expected[:episodes], expected[episodes:], atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def iql_run(hopper_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("iql") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNTHRL_STORE", str(out.parent / "store"))
+        mp.setenv("SYNTHRL_EVAL_WORKERS", "0")
+        assert main(["run", "iql", "--dataset", hopper_file, "--out", str(out), "--seeds", "0,1", "--updates", "6",
+                     "--eval-every", "6", "--eval-episodes", "1", "--batch-size", "16", "--device", "cpu",
+                     "--no-progress"]) == 0
+    return out
+
+
+def test_iql_run_acts_as_the_runners_evaluation_policy_and_makes_data(iql_run, tmp_path):
+    """Member 1 of an IQL run: its mean action on observations normalised by the run's statistics, as the
+    runner's evaluation acts; `data make --policy RUN` records those actions."""
+    from synthrl.cql.runner import EnsemblePolicy
+    from synthrl.iql import IQLConfig, make_runner
+    from synthrl.store import ArtifactStore
+
+    run = RunDir(iql_run)
+    config = IQLConfig(**{**run.read_params()["config"], "device": "cpu"})
+    runner = make_runner(config, ArtifactStore(tmp_path / "store"), progress=False)
+    runner.load_state_dict(run.load_checkpoint()["runner"])
+    episodes = 4
+    obs = np.random.default_rng(1).normal(size=(2 * episodes, 11)).astype(np.float32) * 3
+    evaluation = EnsemblePolicy(runner.ensemble, episodes)
+    evaluation.reset(2 * episodes)
+    expected = evaluation.act(obs, np.zeros(2 * episodes, np.float32))
+    for member in (0, 1):
+        rows = slice(member * episodes, (member + 1) * episodes)
+        got = load_policy(iql_run, member=member).act(obs[rows], np.zeros(episodes, np.float32))
+        assert got.shape == (episodes, 3) and np.allclose(got, expected[rows], atol=1e-6)
+    assert not np.allclose(expected[:episodes], expected[episodes:], atol=1e-4)
+
+    out = tmp_path / "iql-data.hdf5"
+    assert _make(iql_run, out, "--member", "1") == 0
+    ds = load_dataset(str(out))
+    policy = load_policy(iql_run / "checkpoint", member=1)
+    assert len(ds.rewards) == 300 and np.allclose(policy.act(ds.observations, np.zeros(300, np.float32)), ds.actions,
+                                                  atol=1e-5)
+    with pytest.raises(UserError, match="trained on hopper \\(11-dim"):
+        policy.act(np.zeros((1, 17), np.float32), np.zeros(1, np.float32))
 
 
 def test_data_make_with_a_trained_dt_run(dt_run, tmp_path):

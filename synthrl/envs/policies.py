@@ -105,6 +105,31 @@ class TorchPolicy:
 BUILTIN_POLICIES = ("random", "sine")
 
 
+class MemberPolicy:
+    """One member of a trained ensemble as a BatchPolicy: ``actions`` maps torch observations [1, N, dS] to
+    that member's deterministic actions [1, N, dA] (e.g. IQL's mean on normalised observations)."""
+
+    def __init__(self, actions, env: str, obs_dim: int, device: str, description: str):
+        import torch
+
+        self.torch, self.actions, self.device = torch, actions, torch.device(device)
+        self.env, self.obs_dim, self.description = env, int(obs_dim), description
+
+    def reset(self, num_envs: int) -> None:
+        pass
+
+    def act(self, obs: np.ndarray, last_rewards: np.ndarray) -> np.ndarray:
+        x = self.torch.as_tensor(np.array(obs, np.float32), device=self.device)  # a copy: obs may be read-only
+        if x.dim() != 2 or x.shape[1] != self.obs_dim:
+            raise UserError(f"{self.description}: trained on {self.env} ({self.obs_dim}-dim observations), "
+                            f"got observations of shape {tuple(x.shape)}")
+        with self.torch.inference_mode():
+            return self.actions(x.unsqueeze(0))[0].cpu().numpy()
+
+    def describe(self) -> str:
+        return self.description
+
+
 def builtin_policy(name: str, env: str, seed: int = 0):
     act_dim = get_spec(env).act_dim
     if name == "random":
@@ -115,10 +140,12 @@ def builtin_policy(name: str, env: str, seed: int = 0):
 
 
 def load_policy(path: str | Path, *, member: int = 0, device: str = "cpu"):
-    """A saved policy of this project: a run directory (or a file/folder inside one) of a CQL or DT run.
+    """A saved policy of this project: a run directory (or a file/folder inside one) of a registered
+    algorithm's run (CQL, DT, IQL).
 
-    Dispatches on params.json's "algorithm" and imports that package lazily; the package provides
-    `synthrl.<algorithm>.policy.load_policy(run_dir, member=, device=) -> BatchPolicy` (docs/CONTRACTS.md).
+    Dispatches on params.json's "algorithm" and imports its code lazily: an algorithm package provides
+    `synthrl.<algorithm>.policy.load_policy(run_dir, member=, device=) -> BatchPolicy` (docs/CONTRACTS.md),
+    a one-file algorithm (synthrl/iql.py) the same `load_policy` in its module.
     """
     path = Path(path)
     if not path.exists():
@@ -134,16 +161,24 @@ def load_policy(path: str | Path, *, member: int = 0, device: str = "cpu"):
         params = json.loads((run_dir / "params.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{run_dir / 'params.json'}: unreadable ({e})") from None
-    algorithm = str(params.get("algorithm", "")).lower()
-    if algorithm not in ("cql", "dt"):
-        raise UserError(f"{run_dir / 'params.json'}: field 'algorithm' must be 'cql' or 'dt', got {algorithm!r}")
-    module_name = f"synthrl.{algorithm}.policy"
+    from synthrl.registry import algorithms
+
+    algorithm, registered = str(params.get("algorithm", "")).lower(), list(algorithms())
+    if algorithm not in registered:
+        raise UserError(f"{run_dir / 'params.json'}: field 'algorithm' must be one of {', '.join(registered)}, "
+                        f"got {algorithm!r}")
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(f"synthrl.{algorithm}")
+        if hasattr(module, "__path__"):  # a package: its policy module
+            module = importlib.import_module(f"synthrl.{algorithm}.policy")
     except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            raise UserError(f"policy {str(path)!r}: a {algorithm} run, but {module_name} is not available in this install") from None
+        if e.name and f"synthrl.{algorithm}.policy".startswith(e.name):
+            raise UserError(f"policy {str(path)!r}: a {algorithm} run, but synthrl.{algorithm}.policy is not "
+                            "available in this install") from None
         raise
+    if not hasattr(module, "load_policy"):
+        raise UserError(f"policy {str(path)!r}: a {algorithm} run, but {module.__name__} has no load_policy "
+                        "(its runs cannot act as a saved policy)")
     return module.load_policy(run_dir, member=member, device=device)
 
 
