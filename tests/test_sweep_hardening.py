@@ -257,6 +257,7 @@ def test_ctrl_c_stops_reports_launches_nothing_more_and_resume_finishes_the_file
     command = next(ln for ln in out.splitlines() if ln.startswith("resume with: "))[len("resume with: "):]
     assert command == f"synthrl sweep resume hard --storage {storage}"
     assert not (storage / "hard-more").exists()   # nothing of the second sweep was launched
+    assert "partial long/hopper-tiny/s0-1: update" in (storage / "hard-cql" / "report.html").read_text()
     assert "1 done, 1 partial of 2" in status_text(storage, "hard-cql")
     assert "sweep hard-more: not started" in status_text(storage, "hard")
 

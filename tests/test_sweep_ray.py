@@ -234,6 +234,9 @@ def test_quickstart_runs_end_to_end_and_feeds_tables(ray_session, tmp_path):
         assert tables.returncode == 0, tables.stderr
         for variant in variants.split(","):
             assert f"hopper-random-qs,{variant}," in tables.stdout, tables.stdout
+        report = storage / name / "report.html"   # the sweep's one-page report, written as it ended
+        assert f"[{name}] report: {report}" in result.stdout and report.is_file()
+        assert all(variant in report.read_text() for variant in variants.split(","))
 
 
 @pytest.mark.timeout(180)
