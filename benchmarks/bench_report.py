@@ -84,7 +84,7 @@ def stages(csv: Path) -> None:
     chosen = timed("tables (final + best, --stats, paper)", lambda: R.choose_tables(records, True, 0))
     timed("verdicts", lambda: R._verdict_section(records, 0))
     timed("aggregate table, CI plot, profile", lambda: R._aggregate_section(chosen.tables, 0))
-    timed("learning curves (27 figures)", lambda: R._curves_section(records))
+    timed("learning curves (average, ablation, per-dataset grids)", lambda: R._curves_section(records))
     timed("whole page (build_report)", lambda: R.build_report(records, title="bench", description="", provenance=prov,
                                                             paper=True, seed=0, running=None))
 
