@@ -46,6 +46,7 @@ table.synthrl-table,table.kv{border-collapse:collapse;font-size:13px;font-varian
 table.synthrl-table caption{caption-side:top;text-align:left;font-weight:600;padding:6px 8px;font-size:14px}
 table.synthrl-table th,table.synthrl-table td{padding:4px 8px;border-bottom:1px solid #eceef1;white-space:nowrap;text-align:right}
 table.synthrl-table thead th{background:#f1f3f5;position:sticky;top:0;text-align:center;white-space:normal;min-width:70px}
+table.synthrl-table td:first-child{text-align:left;font-weight:500}
 table.synthrl-table tbody th{text-align:left;font-weight:500;background:#fafbfc;position:sticky;left:0}
 table.synthrl-table tbody tr:nth-child(even) td{background:#fafbfc}
 table.synthrl-table tr.average th,table.synthrl-table tr.average td{border-top:2px solid #adb5bd;font-weight:600}
