@@ -23,7 +23,7 @@ from synthrl.errors import UserError
 def setting(help: str, *, min=None, max=None, choices=None, cli: bool = True, execution_only: bool = False,
             flag: str | None = None, above=None, below=None, allow_inf: bool = False,
             metavar: str | None = None, parse=None, required: bool = False, sweep: str | None = None,
-            when: dict | None = None) -> dict:
+            when: dict | None = None, role: str | None = None) -> dict:
     """Metadata of one config field.
 
     min/max are inclusive bounds, above/below exclusive ones; choices a closed set of values.
@@ -35,11 +35,29 @@ def setting(help: str, *, min=None, max=None, choices=None, cli: bool = True, ex
     "finetune.eval_every"); other fields are reachable through the block's ``config:`` mapping.
     when: {other_field: values}: the field matters only when other_field is one of values (else it is
     left out of result_params, so e.g. an unused --states does not split an artifact).
+    role: what the field is to generic code that names no field (the sweep planner): one of ROLES.
     """
+    if role is not None and role not in ROLES:
+        raise ValueError(f"setting role {role!r}: expected one of {', '.join(ROLES)}")
     return {"help": help, "min": min, "max": max, "choices": tuple(choices) if choices is not None else None,
             "cli": cli, "execution_only": execution_only, "flag": flag, "above": above, "below": below,
             "allow_inf": allow_inf, "metavar": metavar, "parse": parse, "required": required, "sweep": sweep,
-            "when": when}
+            "when": when, "role": role}
+
+
+# What a field is to the sweep planner (the schema and planner look fields up by role, never by name).
+ROLES = {
+    "updates": "the fine-tuning updates of a run (a sweep needs one such field)",
+    "extra_updates": "more fine-tuning updates, added to `updates` (a trial config carries it only when not 0)",
+    "eval_every": "updates between evaluations (none: one evaluation at the end)",
+    "pretrain": "the nested config of the pre-training (its fields are a sweep variant's pretrain block)",
+    "pretrain_kind": "the pre-training kind: its choices, its default meaning no pre-training",
+    "pretrain_updates": "the pre-training updates (the plan's cost, the bound of checkpoints)",
+    "checkpoints": "the pre-training steps saved (fine-tuning starts from one of them: role pretrain_step)",
+    "pretrain_step": "which saved pre-training step fine-tuning starts from",
+    "corpus": "a file the user supplies, filled from a sweep's `corpus:` where it applies (its `when`)",
+}
+VARIANT_ONLY_ROLES = ("extra_updates", "pretrain_step")   # a variant's own choice, not a sweep-wide default
 
 
 # -- types ------------------------------------------------------------------------------------------
@@ -69,6 +87,11 @@ def nested_config(cls, name: str):
 
 def meta(f: dataclasses.Field) -> dict:
     return {**setting(""), **dict(f.metadata)} if f.metadata else setting("", cli=False)
+
+
+def field_with_role(cls, role: str) -> str | None:
+    """The name of the field of ``cls`` that has ``role`` (None when it has none)."""
+    return next((f.name for f in config_fields(cls) if f.metadata and meta(f)["role"] == role), None)
 
 
 def default_of(f: dataclasses.Field):

@@ -31,12 +31,13 @@ from synthrl.config_fields import result_params, setting, validate_config
 from synthrl.cql import networks as nets
 from synthrl.cql.algorithm import CQLEnsemble, MemberInit, member_generator_seed
 from synthrl.cql.config import PRETRAIN_KINDS, CQLConfig, check_device, check_seeds
-from synthrl.cql.pretrain import build_pretrain_artifact_for, pretrain_params_for, transferred_q
+from synthrl.cql.pretrain import (artifact_key, build_pretrain_artifact_for, pretrain_key, pretrain_params_for,
+                                  transferred_q)
 from synthrl.cql.runner import CQLRunner, PolicySnapshot, load_dataset_cached, settle_fast_path
 from synthrl.envs.specs import get_spec
 from synthrl.errors import UserError
 from synthrl.registry import FORWARD_DYNAMICS, Algorithm
-from synthrl.utils.io import params_key, resolve_device
+from synthrl.utils.io import resolve_device
 
 EXP_ADV_MAX = 100.0
 OBS_STD_EPS = 1e-3
@@ -409,7 +410,7 @@ def run_params(config: IQLConfig) -> dict:
     return {"algorithm": "iql", "variant": config.variant, "dataset": ds.name, "dataset_path": str(ds.path),
             "dataset_sha256": ds.sha256, "env": ds.env, "env_id": get_spec(ds.env).gym_id(config.env_version),
             "env_version": config.env_version, "seeds": list(config.seeds), "pretrain": config.pretrain,
-            "pretrain_params": pp, "pretrain_key": None if pp is None else params_key(pp, 1),
+            "pretrain_params": pp, "pretrain_key": artifact_key(pp),
             "config": result_params(config), "total_updates": config.total_updates,
             "synthrl_version": synthrl.__version__}
 
@@ -477,7 +478,7 @@ def build_pretrain(config: IQLConfig, store, progress: bool = False):
 ALGORITHM = Algorithm(
     name="iql", label="IQL", config=IQLConfig, make_runner=make_runner, run_params=run_params,
     pretrain_kinds=tuple(k for k in PRETRAIN_KINDS if k != "none"), pretrain_family=FORWARD_DYNAMICS,
-    build_pretrain=build_pretrain,
+    build_pretrain=build_pretrain, pretrain_key=pretrain_key,   # CQL's artifact, keyed as CQL's runner keys it
     help="IQL fine-tuning of a seed ensemble, optionally after synthetic forward-dynamics pre-training of Q and V",
     # plan costs. gpu: not measured, CQL's goals (IQL's update is lighter); cpu: benchmarks/learn_iql.py, one core,
     # E = 1, Hopper, batch 256: 120-130 updates/s; evaluation and pre-training (the same) as CQL's

@@ -13,6 +13,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from synthrl.config_fields import field_default, field_with_role
 from synthrl.errors import UserError
 
 ALGORITHM_MODULES = ("synthrl.cql", "synthrl.dt", "synthrl.iql")   # THE registry line per algorithm
@@ -37,6 +38,11 @@ class Algorithm:
     build_pretrain: Callable | None = None
     # optional: the pre-training updates behind a trial (its JSON config) for params.json / the curves
     pretrain_updates: Callable[[dict], int] | None = None
+    # optional: pretrain_key(config, env: synthrl.envs.specs.EnvSpec) -> str | None: THE content key of the
+    # artifact the run of ``config`` pre-trains (the one its runner stores it under and puts in params.json),
+    # for a dataset of ``env``; the sweep planner groups trials by it. None: the planner keys the artifact by
+    # the trial's pre-training settings (and the env for the forward-dynamics family)
+    pretrain_key: Callable | None = None
     # optional: more `synthrl run` sub-commands, name -> (help, add_arguments(parser), main(args) -> int)
     commands: dict = field(default_factory=dict)
     # optional: the `synthrl run NAME --fast-path-check` help (what the check compares)
@@ -45,10 +51,15 @@ class Algorithm:
     rates: dict | None = None
 
     def trial_pretrain_updates(self, config: dict) -> int:
-        """Pre-training updates behind a trial: the algorithm's rule, else its ``pretrain_updates`` field."""
+        """Pre-training updates behind a trial: the algorithm's rule, else its field of role pretrain_updates
+        (0 when the trial's pre-training kind is its config's default, i.e. none)."""
         if self.pretrain_updates is not None:
             return int(self.pretrain_updates(config))
-        return int(config.get("pretrain_updates", 0)) if config.get("pretrain") not in (None, "none") else 0
+        kind, updates = field_with_role(self.config, "pretrain_kind"), field_with_role(self.config, "pretrain_updates")
+        if kind is None or updates is None or config.get(kind, field_default(self.config, kind)) == \
+                field_default(self.config, kind):
+            return 0
+        return int(config.get(updates, field_default(self.config, updates)))
 
 
 @dataclass(frozen=True)

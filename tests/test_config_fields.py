@@ -113,7 +113,7 @@ def test_the_mc_temperature_default_is_declared_once(monkeypatch, tmp_path):
     assert nested_config(DTConfig, "pretrain") is _HotPretrain
     sweep = sweep_from_dict({"name": "t", "algorithm": "dt", "datasets": ["hopper-medium-v2"],
                              "variants": [{"name": "DT+MC", "pretrain": {"data": "mc"}}]}, "t.yaml")
-    assert sweep.variants[0].pretrain.temperature == 0.25
+    assert sweep.variants[0].pretrain.values["temperature"] == 0.25
 
 
 def test_validate_config_checks_a_built_object():

@@ -159,8 +159,10 @@ BAD_CASES = [
      "variants[0].pretrain.policy_temperature:", "a number > 0"),
     ({"variants": [{"name": "X", "pretrain": {"kind": "markov"}}]}, "variants[0].pretrain.kind:",
      "one of mdp, iid, identity, mapping"),
-    ({"variants": [{"name": "X", "finetune": {"pretrain_step": 5}}]}, "variants[0].finetune.pretrain_step:",
-     "cql has no such setting"),
+    ({"variants": [{"name": "X", "finetune": {"pretrain_step": 5}}]}, "variants[0].finetune.pretrain_step: unknown key",
+     "expected one of"),
+    ({"variants": [{"name": "X", "pretrain": {"kind": "mdp", "checkpoints": [5]}}]},
+     "variants[0].pretrain.checkpoints: unknown key", "expected one of"),
     ({"resources": {"gpu_per_trial": 1.5}}, "resources.gpu_per_trial:", "a fraction in [0, 1]"),
     ({"resources": {"cpus_per_trial": 0}}, "resources.cpus_per_trial:", "a number > 0"),
     ({"resources": {"gpus": 1}}, "resources.gpus: unknown key", "expected one of"),
@@ -210,7 +212,8 @@ def test_set_options_are_typed_and_checked():
     with pytest.raises(UserError, match="expected KEY=VALUE"):
         parse_set_options(["corpus"])
     sweep = sweep_from_dict(minimal(), "m.yaml", parse_set_options(["finetune.updates=300"]))
-    assert sweep.finetune.updates == 300 and sweep.variants[0].finetune.updates == 300
+    assert sweep.finetune.values["updates"] == 300 and sweep.variants[0].finetune.values["updates"] == 300
+    assert sweep.variants[0].finetune.total_updates == 300
 
 
 def run_cli(*args, cwd=REPO):

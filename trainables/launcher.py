@@ -69,7 +69,7 @@ def _tune_objects(prepared: Prepared, trial_request: dict, max_gpus: float | Non
         from trainables.search import build_search
 
         trial = prepared.trials[0]
-        evaluations = max(1, trial.total_updates // sweep.finetune.eval_every)
+        evaluations = max(1, trial.total_updates // (sweep.finetune.eval_every or trial.total_updates))
         space, search_alg, scheduler = build_search(sweep.search, max_evaluations=evaluations)
         param_space = {**static, "trial": trial.to_dict(), "search_keys": sorted(space), **space}
         num_samples = sweep.search.num_samples

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from synthrl.errors import UserError
 from synthrl.store import ArtifactStore
-from synthrl.sweep.plan import Plan, Trial, build_config, build_made_dataset, dataset_file, make_plan, missing_datasets_message
+from synthrl.sweep.datasets import build_made_dataset, dataset_file, missing_datasets_message
+from synthrl.sweep.plan import Plan, Trial, build_config, make_plan
 from synthrl.sweep.schema import Sweep
 from synthrl.utils.io import atomic_write_json
 from trainables.records import SWEEP_FILE, Printer, print_line, sweep_dir

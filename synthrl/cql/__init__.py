@@ -29,10 +29,16 @@ def build_pretrain(config: CQLConfig, store, progress: bool = False):
     return build_pretrain_artifact(config, store, progress=progress)
 
 
+def pretrain_key(config: CQLConfig, env) -> str | None:
+    from synthrl.cql.pretrain import pretrain_key as key
+
+    return key(config, env)
+
+
 ALGORITHM = Algorithm(
     name="cql", label="CQL", config=CQLConfig, make_runner=make_runner, run_params=run_params,
     pretrain_kinds=tuple(k for k in PRETRAIN_KINDS if k != "none"), help=HELP, pretrain_family=FORWARD_DYNAMICS,
-    build_pretrain=build_pretrain, fast_path_help=FAST_PATH_HELP,
+    build_pretrain=build_pretrain, pretrain_key=pretrain_key, fast_path_help=FAST_PATH_HELP,
     # plan costs (benchmarks/RESULTS.md keeps the sources). gpu: the CQL issue's H100 speed goals (not measured
     # yet); cpu: bench_cql.py on one core of the 2-core development machine, E = 1, HalfCheetah dims, batch 256:
     # 4.5-7.3 seed-updates/s (the low end here); pre-training 32-35 updates/s; a 200-episode round on 2 workers 10.9 s

@@ -39,9 +39,10 @@ class CQLConfig:
         "seeds, one ensemble member each: 0-19 or 0,3,7", min=0, parse=parse_seeds))
     # -- forward-dynamics pre-training (spec section 2) ------------------------------------------
     pretrain: str = field(default="none", metadata=setting(
-        "synthetic pre-training data", choices=PRETRAIN_KINDS, sweep="pretrain.kind"))
+        "synthetic pre-training data", choices=PRETRAIN_KINDS, sweep="pretrain.kind", role="pretrain_kind"))
     pretrain_updates: int = field(default=100_000, metadata=setting(
-        "forward-dynamics pre-training updates", min=1, metavar="N", sweep="pretrain.updates"))
+        "forward-dynamics pre-training updates", min=1, metavar="N", sweep="pretrain.updates",
+        role="pretrain_updates"))
     states: int = field(default=100, metadata=setting("synthetic MDP states S", min=2, metavar="S",
                                                       sweep="pretrain.states"))
     actions: int = field(default=100, metadata=setting("synthetic MDP actions A", min=2, metavar="A",
@@ -63,11 +64,12 @@ class CQLConfig:
     pretrain_seed: int = field(default=42, metadata=setting("seed of the pre-training batches", min=0))
     # -- fine-tuning (spec section 3) -----------------------------------------------------------
     updates: int = field(default=1_000_000, metadata=setting("fine-tuning updates", min=1, metavar="N",
-                                                             sweep="finetune.updates"))
+                                                             sweep="finetune.updates", role="updates"))
     extra_updates: int = field(default=0, metadata=setting(
-        "more fine-tuning updates (table 28: 100000)", min=0, metavar="N", sweep="finetune.extra_updates"))
+        "more fine-tuning updates (table 28: 100000)", min=0, metavar="N", sweep="finetune.extra_updates",
+        role="extra_updates"))
     eval_every: int = field(default=5000, metadata=setting("updates between evaluations", min=1, metavar="N",
-                                                           sweep="finetune.eval_every"))
+                                                           sweep="finetune.eval_every", role="eval_every"))
     eval_episodes: int = field(default=10, metadata=setting("evaluation episodes per seed", min=1, metavar="N",
                                                             sweep="finetune.eval_episodes"))
     finetune_ratio: float = field(default=1.0, metadata=setting(

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synthrl.config_fields import content_key
 from synthrl.cql import networks as nets
 from synthrl.errors import UserError
 from synthrl.rundir import load_state_file
@@ -48,6 +49,17 @@ def pretrain_params_for(config, obs_dim: int, act_dim: int) -> dict | None:
     return {"data": data, "obs_dim": int(obs_dim), "act_dim": int(act_dim), "hidden": config.hidden,
             "updates": config.pretrain_updates, "lr": float(config.pretrain_lr), "batch": config.pretrain_batch,
             "seed": config.pretrain_seed}
+
+
+def artifact_key(params: dict | None) -> str | None:
+    """THE key of the artifact of ``params`` (pretrain_params_for's): its directory under artifacts/cql-pretrain/,
+    params.json's pretrain_key and the sweep planner's artifact id (synthrl.registry.Algorithm.pretrain_key)."""
+    return None if params is None else content_key(ARTIFACT_KIND, params, FORMAT_VERSION)
+
+
+def pretrain_key(config, env) -> str | None:
+    """The artifact key of ``config``'s pre-training for a dataset of ``env`` (an EnvSpec: its dims)."""
+    return artifact_key(pretrain_params_for(config, env.obs_dim, env.act_dim))
 
 
 def load_pretrain_data(params: dict, store=None):

@@ -24,10 +24,9 @@ import torch
 
 import synthrl
 from synthrl.cql.algorithm import STAT_NAMES, CQLEnsemble, LossSettings, MemberInit, deterministic_actions
-from synthrl.config_fields import content_key, result_params
+from synthrl.config_fields import result_params
 from synthrl.cql.config import CQLConfig
-from synthrl.cql.pretrain import (ARTIFACT_KIND, FORMAT_VERSION, build_pretrain_artifact_for, pretrain_params_for,
-                                 transferred_q)
+from synthrl.cql.pretrain import artifact_key, build_pretrain_artifact_for, pretrain_params_for, transferred_q
 from synthrl.errors import UserError
 from synthrl.utils.fastpath import decision
 from synthrl.utils.io import resolve_device
@@ -99,7 +98,7 @@ def run_params(config: CQLConfig) -> dict:
         "seeds": list(config.seeds),
         "pretrain": config.pretrain,
         "pretrain_params": pp,
-        "pretrain_key": None if pp is None else content_key(ARTIFACT_KIND, pp, FORMAT_VERSION),
+        "pretrain_key": artifact_key(pp),   # the store's key, the one the sweep planner shows
         "config": cfg,
         "total_updates": config.total_updates,
         "synthrl_version": synthrl.__version__,

@@ -30,6 +30,14 @@ def build_pretrain(config: DTConfig, store, progress: bool = False):
     return None if config.pretrain is None else build_pretrain_artifact(config.pretrain, store, progress=progress)
 
 
+def pretrain_key(config: DTConfig, env) -> str | None:
+    """The pre-training artifact's key (one run serves every dataset: the env does not enter)."""
+    from synthrl.dt.pretrain import artifact_key
+
+    del env
+    return None if config.pretrain is None else artifact_key(config.pretrain)
+
+
 def pretrain_updates(trial_config: dict) -> int:
     """DT fine-tunes from one checkpoint of its pre-training: the step of that checkpoint."""
     return int(trial_config.get("pretrain_step", 0)) if trial_config.get("pretrain") else 0
@@ -39,7 +47,8 @@ ALGORITHM = Algorithm(
     name="dt", label="DT", config=DTConfig, make_runner=make_runner, run_params=run_params,
     pretrain_kinds=("mc", "iid", "identity", "mapping", "text"),
     help="fine-tune and evaluate a Decision Transformer seed ensemble", pretrain_family=TOKENS,
-    build_pretrain=build_pretrain, pretrain_updates=pretrain_updates, fast_path_help=FAST_PATH_HELP,
+    build_pretrain=build_pretrain, pretrain_updates=pretrain_updates, pretrain_key=pretrain_key,
+    fast_path_help=FAST_PATH_HELP,
     commands={"dt-pretrain": ("pre-train the DT backbone on synthetic (or text) tokens into a store artifact",
                               add_pretrain_arguments, main_pretrain)},
     # plan costs: gpu: the DT issue's H100 goals (not measured yet); cpu: bench_dt.py, fine-tuning 2.0

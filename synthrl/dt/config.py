@@ -60,7 +60,7 @@ class DTPretrainConfig:
     """
 
     data: str = field(default="mc", metadata=setting("pre-training tokens", choices=PRETRAIN_DATA,
-                                                     sweep="pretrain.data"))
+                                                     sweep="pretrain.data", role="pretrain_kind"))
     states: int = field(default=100, metadata=setting(
         "M: MC/IID vocabulary (at least 2)", min=1, sweep="pretrain.states", when={"data": ("mc", "iid")}))
     order: int = field(default=1, metadata=setting(
@@ -70,13 +70,14 @@ class DTPretrainConfig:
         sweep="pretrain.temperature", when={"data": ("mc",)}))
     data_seed: int = field(default=666, metadata=setting(
         "sigma: seeds the MC transition rows and the token stream", min=0, sweep="pretrain.data_seed"))
-    steps: int = field(default=80000, metadata=setting("pre-training steps", min=1, sweep="pretrain.steps"))
+    steps: int = field(default=80000, metadata=setting("pre-training steps", min=1, sweep="pretrain.steps",
+                                       role="pretrain_updates"))
     checkpoints: tuple[int, ...] = field(default=DEFAULT_CHECKPOINTS, metadata=setting(
         "steps to save (the default set is cut to --steps, plus --steps)", min=1, metavar="STEPS",
-        sweep="pretrain.checkpoints"))
+        sweep="pretrain.checkpoints", role="checkpoints"))
     corpus: str | None = field(default=None, metadata=setting(
         "--data text: a UTF-8 text file you supply (byte-level tokens)", metavar="FILE",
-        sweep="pretrain.corpus", when={"data": ("text",)}))
+        sweep="pretrain.corpus", when={"data": ("text",)}, role="corpus"))
     device: str = field(default="auto", metadata=setting(DEVICE_HELP, execution_only=True))
     # training hyper-parameters (spec section 2)
     seq_len: int = field(default=1024, metadata=setting("tokens per sequence", min=1))
@@ -169,18 +170,20 @@ class DTConfig:
     seeds: list[int] = field(default_factory=lambda: [0], metadata=setting(
         "seed ensemble trained together: 0-19, 0,3,7 or 5", min=0, parse=parse_seeds))
     pretrain: DTPretrainConfig | None = field(default=None, metadata=setting(
-        "pre-training of the backbone (an artifact, built if missing)", cli=False))
+        "pre-training of the backbone (an artifact, built if missing)", cli=False, role="pretrain"))
     pretrain_step: int = field(default=20000, metadata=setting(
-        "which pre-training checkpoint to fine-tune from", min=1, sweep="finetune.pretrain_step"))
+        "which pre-training checkpoint to fine-tune from", min=1, sweep="finetune.pretrain_step",
+        role="pretrain_step"))
     pretrained_path: str | None = field(default=None, metadata=setting(
         "a dt-pretrain run directory, a pre-training artifact directory, a GPT-2-format checkpoint file, "
         "or none (plain DT)", flag="--pretrained", metavar="PATH", parse=_pretrained_path))
     updates: int = field(default=100000, metadata=setting("fine-tuning updates", min=1, metavar="N",
-                                                          sweep="finetune.updates"))
+                                                          sweep="finetune.updates", role="updates"))
     extra_updates: int = field(default=0, metadata=setting(
-        "more fine-tuning updates (table 26: 20000 / 80000)", min=0, metavar="N", sweep="finetune.extra_updates"))
+        "more fine-tuning updates (table 26: 20000 / 80000)", min=0, metavar="N", sweep="finetune.extra_updates",
+        role="extra_updates"))
     eval_every: int = field(default=5000, metadata=setting("updates between evaluations", min=1, metavar="N",
-                                                           sweep="finetune.eval_every"))
+                                                           sweep="finetune.eval_every", role="eval_every"))
     eval_episodes: int = field(default=10, metadata=setting("evaluation episodes per seed and target", min=1,
                                                             metavar="N", sweep="finetune.eval_episodes"))
     finetune_ratio: float = field(default=1.0, metadata=setting(

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from synthrl.data.dataset import d4rl_dataset_dir   # the d4rl package's cache layout, one place
-from synthrl.data.official import d4rl_file_name
 from synthrl import registry
-from synthrl.config_fields import field_default, meta, nested_config, to_jsonable
+from synthrl.config_fields import content_key, field_default, field_with_role, nested_config, to_jsonable
+from synthrl.envs.specs import ENVS as ENV_SPECS
 from synthrl.errors import UserError
-from synthrl.sweep.schema import DatasetSpec, Sweep, Variant, _named_keys, config_class, pretrain_class, slugify
+from synthrl.sweep.datasets import (build_made_dataset, dataset_file, make_params,  # noqa: F401 (callers' names)
+                                    missing_datasets, missing_datasets_message, policy_content)
+from synthrl.sweep.schema import (DatasetSpec, Sweep, Variant, applies, config_class, named_keys, pretrain_class,
+                                  slugify)
 from synthrl.utils.io import canonical_json, params_key
 
 # Throughputs behind the cost estimates, per trial process: each algorithm's registry entry carries them
@@ -52,25 +53,26 @@ def rate_source(algorithm: str, where: str) -> str:
 class ArtifactJob:
     """One pre-training run, shared by every trial whose ``artifact`` names it."""
 
-    artifact_id: str         # short content hash of (algorithm, pre-training spec, env dims for CQL)
+    artifact_id: str         # the first 12 characters of the artifact's content key (the store's, the runner's)
     algorithm: str
-    pretrain: dict           # the variant's pre-training spec
-    env: str | None          # CQL: the environment whose dims the synthetic data is mapped to
+    pretrain: dict           # the variant's pre-training settings: field name -> value (its named keys)
+    env: str | None          # CQL: the environment(s) whose dims the synthetic data is mapped to ("a,b": same dims)
     config: dict             # a representative trial config (what build_pretrain_artifact receives)
     variants: tuple[str, ...]
     needs: str | None        # what the user must supply first (DT+Wiki corpus), or None
     gpu_hours: float
+    pretrain_updates: int = 0   # the field of role pretrain_updates (the cost)
 
     def describe(self) -> str:
         """The pre-training block in one line: its kind, then its settings (and the env whose dims it maps to)."""
         cls = pretrain_class(self.algorithm)
-        names = _named_keys(cls, "pretrain")   # sweep key -> field name
-        p = {k: v for k, v in self.pretrain.items() if k in names and v is not None}
-        by_field = {names[k]: v for k, v in p.items()}
-        kind_key = next(iter(p))   # the block's first key names the kind (kind, data)
-        shown = [f"{k}={_k(v) if isinstance(v, int) and not isinstance(v, bool) else _short(v)}"
-                 for k, v in p.items() if k not in (kind_key, "checkpoints") and _applies(cls, names[k], by_field)]
-        return " ".join([str(p[kind_key])] + shown) + (f", {self.env} dims" if self.env else "")
+        hidden = {field_with_role(cls, "pretrain_kind"), field_with_role(cls, "checkpoints")}
+        shown = [f"{key}={_k(v) if isinstance(v, int) and not isinstance(v, bool) else _short(v)}"
+                 for key, name in named_keys(cls, "pretrain").items()
+                 if name not in hidden and (v := self.pretrain.get(name)) is not None
+                 and applies(cls, name, self.pretrain)]
+        kind = self.pretrain[field_with_role(cls, "pretrain_kind")]
+        return " ".join([str(kind)] + shown) + (f", {self.env} dims" if self.env else "")
 
 
 @dataclass(frozen=True)
@@ -139,28 +141,21 @@ def seed_group_name(seeds: tuple[int, ...]) -> str:
 
 def trial_config(sweep: Sweep, variant: Variant, dataset: DatasetSpec, seeds: tuple[int, ...]) -> dict:
     """The algorithm-config fields of one trial (JSON types), named as the algorithm's config dataclass."""
-    ft = variant.finetune
-    config: dict[str, Any] = {
-        "dataset": dataset.name,
-        "seeds": list(seeds),
-        "updates": ft.updates,
-        "eval_every": ft.eval_every,
-        "eval_episodes": ft.eval_episodes,
-        "finetune_ratio": ft.finetune_ratio,
-    }
-    if ft.extra_updates:
-        config["extra_updates"] = ft.extra_updates
     cls, pre_cls = config_class(sweep.algorithm), pretrain_class(sweep.algorithm)
-    nested = pre_cls is not cls   # DT: a pre-training config of its own; CQL: fields of its config
+    extra = field_with_role(cls, "extra_updates")
+    ft = variant.finetune
+    config: dict[str, Any] = {"dataset": dataset.name, "seeds": list(seeds)}
+    config.update({name: to_jsonable(v) for name, v in ft.values.items() if not (name == extra and not v)})
+    nested = field_with_role(cls, "pretrain")   # DT: a pre-training config of its own; CQL: fields of its config
     p = variant.pretrain
     if p is None:
-        config["pretrain"] = None if nested else "none"
-    elif not nested:
-        config.update({name: getattr(p, key) for key, name in _named_keys(cls, "pretrain").items()}, **p.config)
+        kind = nested or field_with_role(cls, "pretrain_kind")
+        if kind is not None:
+            config[kind] = field_default(cls, kind)   # the default: no pre-training (None, 'none')
+    elif nested is None:
+        config.update({name: to_jsonable(v) for name, v in p.values.items()}, **p.config)
     else:
-        config["pretrain"] = {**_nested_pretrain(sweep, p), **p.config}
-    if ft.pretrain_step is not None:
-        config["pretrain_step"] = ft.pretrain_step
+        config[nested] = {**_nested_pretrain(sweep, p), **p.config}
     config.update(ft.config)
     return config
 
@@ -168,35 +163,33 @@ def trial_config(sweep: Sweep, variant: Variant, dataset: DatasetSpec, seeds: tu
 def _nested_pretrain(sweep: Sweep, p) -> dict:
     """A nested pre-training block's fields (None left out), the sweep's corpus filled in where one applies."""
     cls = pretrain_class(sweep.algorithm)
-    pre = {name: to_jsonable(getattr(p, key)) for key, name in _named_keys(cls, "pretrain").items()
-           if getattr(p, key) is not None}
-    if "corpus" in {f.name for f in dataclasses.fields(cls)} and _applies(cls, "corpus", pre):
-        pre["corpus"] = getattr(p, "corpus", None) or sweep.corpus
+    pre = {name: to_jsonable(v) for name, v in p.values.items() if v is not None}
+    corpus = field_with_role(cls, "corpus")
+    if corpus is not None and applies(cls, corpus, pre):
+        pre[corpus] = p.values.get(corpus) or sweep.corpus
     return pre
 
 
-def _applies(cls, name: str, values: dict) -> bool:
-    """Whether field ``name`` matters given the other fields' ``values`` (its metadata's ``when``)."""
-    when = meta(next(f for f in dataclasses.fields(cls) if f.name == name))["when"] or {}
-    return all(values.get(k) in tuple(v) for k, v in when.items())
-
-
-def _pretrain_identity(sweep: Sweep, variant: Variant, dataset: DatasetSpec) -> dict | None:
-    p = variant.pretrain
-    if p is None:
-        return None
-    spec = asdict(p)
-    nested = pretrain_class(sweep.algorithm) is not config_class(sweep.algorithm)
-    if nested and "corpus" in spec and _applies(pretrain_class(sweep.algorithm), "corpus", spec):
-        spec["corpus"] = spec["corpus"] or sweep.corpus
-    ident = {"algorithm": sweep.algorithm, "pretrain": spec}
-    if registry.algorithm(sweep.algorithm).pretrain_family == registry.FORWARD_DYNAMICS:
+def artifact_key(sweep: Sweep, dataset: DatasetSpec, config: dict) -> str:
+    """The content key of the pre-training artifact of a trial of ``config`` on ``dataset``: the one its runner
+    computes and stores it under (Algorithm.pretrain_key). Until that can be computed (an algorithm without the
+    hook; a corpus file not there yet, whose content is part of the key) the trial's pre-training settings key it."""
+    algo = registry.algorithm(sweep.algorithm)
+    if algo.pretrain_key is not None:
+        path = dataset_file(dataset)
+        try:
+            key = algo.pretrain_key(build_config(sweep.algorithm, config, str(path) if path else dataset.name, "cpu"),
+                                    ENV_SPECS[dataset.env])
+        except UserError:
+            key = None
+        if key is not None:
+            return key
+    nested = field_with_role(config_class(sweep.algorithm), "pretrain")
+    settings = config[nested] if nested else {k: v for k, v in config.items() if k not in ("dataset", "seeds")}
+    ident = {"algorithm": sweep.algorithm, "pretrain": settings}
+    if algo.pretrain_family == registry.FORWARD_DYNAMICS:
         ident["env"] = dataset.env   # the synthetic MDP is mapped to the env's dims
-    if not nested:
-        # fine-tuning fields passed through could touch pre-training too: splitting on them costs at most a
-        # no-op build (the store is content-addressed), merging on them could pre-train with the wrong ones
-        ident["config"] = variant.finetune.config
-    return ident
+    return content_key(sweep.algorithm, ident)
 
 
 def _trial_gpu_hours(algorithm: str, seeds: int, updates: int, eval_every: int) -> float:
@@ -213,13 +206,19 @@ def trial_cpu_hours(algorithm: str, trial: "Trial") -> float:
     """One trial on one CPU core at the measured CPU rates, scaled to its batch size."""
     r = rates(algorithm, "cpu")
     batch = trial.config.get("batch_size", _default(config_class(algorithm), "batch_size", r["batch"]))
-    return _trial_hours(r, len(trial.seeds), trial.total_updates, trial.config["eval_every"], batch / r["batch"])
+    every = _eval_every(algorithm, trial.config, trial.total_updates)
+    return _trial_hours(r, len(trial.seeds), trial.total_updates, every, batch / r["batch"])
+
+
+def _eval_every(algorithm: str, config: dict, total_updates: int) -> int:
+    """A trial's updates between evaluations (its field of role eval_every; none: one evaluation at the end)."""
+    every = field_with_role(config_class(algorithm), "eval_every")
+    return int(config.get(every, total_updates)) if every else max(1, total_updates)
 
 
 def artifact_cpu_hours(artifact: "ArtifactJob") -> float:
     """One pre-training job on one CPU core at the measured CPU rates (DT: scaled to its tokens per step)."""
-    r, p = rates(artifact.algorithm, "cpu"), artifact.pretrain
-    steps = p.get("updates") or p.get("steps") or 0
+    r, steps = rates(artifact.algorithm, "cpu"), artifact.pretrain_updates
     if "tokens" not in r:   # a rate per update
         return steps / r["pretrain_updates_per_s"] / 3600
     pre, cls = artifact.config.get("pretrain") or {}, pretrain_class(artifact.algorithm)
@@ -284,132 +283,57 @@ def make_plan(sweep: Sweep) -> Plan:
             notices.append(f"variant {variant.name!r} needs {needs}; it is planned but will be refused at launch "
                            "until then (the other variants still run)")
         for dataset in sweep.datasets:
-            ident = _pretrain_identity(sweep, variant, dataset)
             artifact_id = None
-            if ident is not None:
-                artifact_id = params_key(ident)[:12]
+            if variant.pretrain is not None:
+                config = trial_config(sweep, variant, dataset, sweep.seed_groups()[0])
+                artifact_id = artifact_key(sweep, dataset, config)[:12]
                 if artifact_id not in artifacts:
-                    steps = getattr(variant.pretrain, "updates", None) or variant.pretrain.steps   # CQL's, DT's
+                    pre_cls = pretrain_class(sweep.algorithm)
+                    steps_name = field_with_role(pre_cls, "pretrain_updates")
+                    steps = int(variant.pretrain.values.get(steps_name, 0)) if steps_name else 0
                     hours = steps / rates(sweep.algorithm, "gpu")["pretrain_updates_per_s"] / 3600
+                    forward = registry.algorithm(sweep.algorithm).pretrain_family == registry.FORWARD_DYNAMICS
                     artifacts[artifact_id] = ArtifactJob(
-                        artifact_id=artifact_id, algorithm=sweep.algorithm, pretrain=ident["pretrain"],
-                        env=ident.get("env"), config=trial_config(sweep, variant, dataset, sweep.seed_groups()[0]),
-                        variants=(variant.name,), needs=needs,
-                        gpu_hours=hours * max(1, sweep.resources.pretrain_gpus))
-                elif variant.name not in artifacts[artifact_id].variants:
+                        artifact_id=artifact_id, algorithm=sweep.algorithm, pretrain=dict(variant.pretrain.values),
+                        env=dataset.env if forward else None, config=config, variants=(variant.name,), needs=needs,
+                        gpu_hours=hours * max(1, sweep.resources.pretrain_gpus), pretrain_updates=steps)
+                else:   # another variant, or an environment of the same dims, sharing the artifact
                     a = artifacts[artifact_id]
-                    artifacts[artifact_id] = dataclasses.replace(a, variants=a.variants + (variant.name,))
+                    envs = a.env.split(",") if a.env else []
+                    artifacts[artifact_id] = dataclasses.replace(
+                        a, variants=a.variants + (variant.name,) * (variant.name not in a.variants),
+                        env=",".join(envs + [dataset.env] * (dataset.env not in envs)) if a.env else None)
             for seeds in sweep.seed_groups():
                 group = seed_group_name(seeds)
-                total = variant.finetune.updates + variant.finetune.extra_updates
+                total = variant.finetune.total_updates
+                config = trial_config(sweep, variant, dataset, seeds)
                 trials.append(Trial(
                     trial_id=f"{variant.slug}/{slugify(dataset.name)}/{group}",
                     variant=variant.name, dataset=dataset, seeds=seeds, group=group, artifact=artifact_id,
-                    needs=needs, config=trial_config(sweep, variant, dataset, seeds), total_updates=total,
-                    gpu_hours=_trial_gpu_hours(sweep.algorithm, len(seeds), total, variant.finetune.eval_every),
+                    needs=needs, config=config, total_updates=total,
+                    gpu_hours=_trial_gpu_hours(sweep.algorithm, len(seeds), total,
+                                               _eval_every(sweep.algorithm, config, total)),
                 ))
     return Plan(sweep=sweep, artifacts=tuple(artifacts.values()), trials=tuple(trials), notices=tuple(notices))
-
-
-# -- datasets at launch ----------------------------------------------------------------------------
-def dataset_file(dataset: DatasetSpec) -> Path | None:
-    """Where a named or user file dataset lives (None for one the sweep makes)."""
-    if dataset.make is not None:
-        return None
-    if dataset.path is not None:
-        return Path(dataset.path).expanduser().absolute()
-    return d4rl_dataset_dir() / d4rl_file_name(dataset.name)
-
-
-def missing_datasets_message(sweep: Sweep) -> str | None:
-    """The refusal for dataset files not on disk (what `sweep run` stops on, `sweep plan` lists), or None."""
-    missing = missing_datasets(sweep)
-    if not missing:
-        return None
-    count = sum(1 for d in sweep.datasets if d.make is None and not dataset_file(d).is_file())
-    return f"{sweep.source}: datasets: {count} file(s) not found " + "; ".join(missing)
-
-
-def missing_datasets(sweep: Sweep) -> list[str]:
-    """Datasets whose files are not on disk, grouped by folder (made datasets are built at launch)."""
-    by_folder: dict[Path, list[str]] = {}
-    for d in sweep.datasets:
-        path = dataset_file(d)
-        if path is not None and not path.is_file():
-            by_folder.setdefault(path.parent, []).append(path.name)
-    out = []
-    for folder, names in by_folder.items():
-        hint = " ($D4RL_DATASET_DIR, else ~/.d4rl/datasets)" if folder == d4rl_dataset_dir() else ""
-        out.append(f"in {folder}{hint}: {', '.join(names)}")
-    return out
-
-
-def make_params(dataset: DatasetSpec) -> dict:
-    assert dataset.make is not None
-    # the name is part of the key: the file is called after it, and the algorithms name the dataset by its file
-    return {"env": dataset.make.env, "policy": policy_content(dataset.make.policy), "steps": dataset.make.steps,
-            "seed": dataset.make.seed, "name": dataset.name}
-
-
-def policy_content(policy: str) -> str | dict:
-    """What a made dataset's behaviour policy is, for its store key: a built-in's name, or a saved run's
-    content (sha256 of params.json and of every checkpoint file), so copies of a run share the key and a
-    retrained run at the same path gets a new one."""
-    from synthrl.envs.policies import BUILTIN_POLICIES
-    from synthrl.utils.io import sha256_file
-
-    if policy in BUILTIN_POLICIES:
-        return policy
-    run_dir = Path(policy).expanduser()
-    while not (run_dir / "params.json").is_file() and run_dir.parent != run_dir:
-        run_dir = run_dir.parent   # a file or folder inside the run directory
-    if not (run_dir / "params.json").is_file():
-        raise UserError(f"make.policy {policy}: no params.json in it or above it, expected random, sine or a run "
-                        "directory of `synthrl run`")
-    files = [run_dir / "params.json"] + sorted(p for p in (run_dir / "checkpoint").rglob("*") if p.is_file())
-    return {"run": {str(f.relative_to(run_dir)): sha256_file(f) for f in files}}
-
-
-def build_made_dataset(dataset: DatasetSpec, store) -> Path:
-    """Generate a ``make:`` dataset once into ``store`` (content-addressed), as `synthrl data make` does."""
-    from synthrl.data.make import make_dataset
-    from synthrl.envs.policies import BUILTIN_POLICIES, builtin_policy, load_policy
-
-    params = make_params(dataset)
-    file_name = f"{slugify(dataset.name)}.hdf5"
-    make = dataset.make
-
-    def build(tmp: Path) -> None:
-        if make.policy in BUILTIN_POLICIES:
-            policy = builtin_policy(make.policy, make.env, seed=make.seed)
-            description = policy.describe()
-        else:
-            policy, description = load_policy(make.policy), f"saved run {make.policy} (member 0)"
-        make_dataset(make.env, policy, make.steps, tmp / file_name, seed=make.seed, policy_description=description)
-
-    return store.get_or_build("datasets", params, build) / file_name
 
 
 # -- algorithm configs -----------------------------------------------------------------------------
 def build_config(algorithm: str, config: dict, dataset_path: str, device: str):
     """Turn a trial's JSON config into the algorithm's typed config (its registered dataclass), validated."""
     Config = config_class(algorithm)
-    pretrain_cls = nested_config(Config, "pretrain") if "pretrain" in {f.name for f in dataclasses.fields(Config)} \
-        else None
+    nested = field_with_role(Config, "pretrain")   # DT's pretrain: a config of its own
     cfg = dict(config, dataset=dataset_path, device=device)
     names = {f.name for f in dataclasses.fields(Config)}
-    if "extra_updates" in cfg and "extra_updates" not in names:
-        cfg["updates"] = cfg["updates"] + cfg.pop("extra_updates")   # 'more updates' = a longer run
-    if pretrain_cls is not None and isinstance(cfg.get("pretrain"), dict):
-        pre = dict(cfg["pretrain"])
+    if nested is not None and isinstance(cfg.get(nested), dict):
+        pretrain_cls, pre = nested_config(Config, nested), dict(cfg[nested])
         pre_names = {f.name for f in dataclasses.fields(pretrain_cls)}
         if "device" in pre_names:
             pre["device"] = device
         unknown = sorted(set(pre) - pre_names)
         if unknown:
-            raise UserError(f"pretrain: {', '.join(unknown)}: not a field of {pretrain_cls.__name__}")
+            raise UserError(f"{nested}: {', '.join(unknown)}: not a field of {pretrain_cls.__name__}")
         _match_sequence_types(pretrain_cls, pre)
-        cfg["pretrain"] = pretrain_cls(**pre)
+        cfg[nested] = pretrain_cls(**pre)
     _match_sequence_types(Config, cfg)
     unknown = sorted(set(cfg) - names)
     if unknown:
@@ -445,13 +369,8 @@ def plan_summary(plan: Plan, show_trials: bool = False, machine: Machine | None 
     for v in s.variants:
         arts = sorted({t.artifact for t in plan.trials if t.variant == v.name and t.artifact})
         pre = "no pre-training" if v.pretrain is None else f"pre-training {', '.join(arts)}"
-        ft = v.finetune
-        extra = f"+{_k(ft.extra_updates)}" if ft.extra_updates else ""
-        more = f", ratio {ft.finetune_ratio:g}" if ft.finetune_ratio != 1 else ""
-        more += f", from step {_k(ft.pretrain_step)}" if ft.pretrain_step else ""
         needs = "  [NEEDS " + s.variant_needs(v).split(" (")[0] + "]" if s.variant_needs(v) else ""
-        lines.append(f"  {v.name:<{width}}  {_k(ft.updates)}{extra} updates, eval every {_k(ft.eval_every)} x "
-                     f"{ft.eval_episodes} ep{more}; {pre}{needs}")
+        lines.append(f"  {v.name:<{width}}  {_finetune_text(s.algorithm, v)}; {pre}{needs}")
     lines += ["", f"pre-training artifacts (stage 1, {res.pretrain_gpus} GPU each): {len(plan.artifacts)}"]
     for a in plan.artifacts:
         needs = "  [NEEDS corpus]" if a.needs else ""
@@ -489,6 +408,20 @@ def plan_summary(plan: Plan, show_trials: bool = False, machine: Machine | None 
     for n in plan.notices:
         lines.append(f"notice: {n}")
     return "\n".join(lines)
+
+
+def _finetune_text(algorithm: str, variant: Variant) -> str:
+    """'1M+100k updates, eval every 5k, eval_episodes 5': the run's length, then its other named fine-tuning
+    settings where they are not the config's defaults."""
+    cls, ft = config_class(algorithm), variant.finetune
+    updates, extra, every = (field_with_role(cls, r) for r in ("updates", "extra_updates", "eval_every"))
+    text = f"{_k(ft.values[updates])}" + (f"+{_k(ft.values[extra])}" if extra and ft.values.get(extra) else "")
+    text += " updates" + (f", eval every {_k(ft.eval_every)}" if ft.eval_every is not None else "")
+    for key, name in named_keys(cls, "finetune").items():
+        if name not in (updates, extra, every) and name in ft.values and ft.values[name] != field_default(cls, name):
+            value = ft.values[name]
+            text += f", {key} {_k(value) if isinstance(value, int) and not isinstance(value, bool) else _short(value)}"
+    return text
 
 
 def plan_fingerprint(plan: Plan) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from synthrl import registry
-from synthrl.config_fields import check_value, field_default, field_type, meta, nested_config, to_jsonable
+from synthrl.config_fields import (VARIANT_ONLY_ROLES, check_value, field_default, field_type, field_with_role, meta,
+                                   nested_config, to_jsonable)
 from synthrl.data.official import LEVELS
 from synthrl.envs.specs import ENVS as ENV_SPECS
 from synthrl.errors import UserError
@@ -51,52 +52,29 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
-class CQLPretrainSpec:
-    """A CQL variant's pretrain block, checked against CQLConfig's fields (their defaults filled in)."""
+class PretrainBlock:
+    """A variant's pretrain block as fields of the algorithm's pre-training config (``pretrain_class``)."""
 
-    kind: str                      # -> CQLConfig.pretrain (a field with sweep="pretrain.kind")
-    updates: int
-    states: int
-    actions: int
-    policy_temperature: float
-    transition_temperature: float
-    random_start: bool
-    config: dict = field(default_factory=dict)   # further CQLConfig fields (trajectories, length, ...)
+    kind: str        # the value of the field of role pretrain_kind (CQL: pretrain "mdp", DT: data "mc")
+    values: dict     # field name -> value: the block's named keys (metadata ``sweep``), their defaults filled in
+    config: dict = field(default_factory=dict)   # its `config:`: further fields of that class (JSON types)
 
 
 @dataclass(frozen=True)
-class DTPretrainSpec:
-    """A DT variant's pretrain block, checked against DTPretrainConfig's fields (their defaults filled in)."""
+class FinetuneBlock:
+    """Fine-tuning settings as fields of the algorithm's config: sweep-wide defaults, overridden per variant."""
 
-    data: str
-    states: int
-    order: int
-    temperature: float
-    data_seed: int
-    steps: int
-    checkpoints: tuple[int, ...]   # default: the spec's list cut to `steps`, plus `steps`
-    corpus: str | None = None      # text only: the user's language corpus
-    config: dict = field(default_factory=dict)   # further DTPretrainConfig fields (batch_size, seq_len, ...)
-
-
-@dataclass(frozen=True)
-class FinetuneSpec:
-    """Fine-tuning settings (fields of the algorithm's config): sweep-wide defaults, overridden per variant."""
-
-    updates: int
-    extra_updates: int
-    eval_every: int
-    eval_episodes: int
-    finetune_ratio: float
-    pretrain_step: int | None = None   # DT: which pre-training checkpoint to fine-tune from
-    config: dict = field(default_factory=dict)   # further algorithm-config fields, checked by their metadata
+    values: dict     # field name -> value: the config's `finetune.*` keys (metadata ``sweep``), defaults filled in
+    config: dict = field(default_factory=dict)   # its `config:`: further fields of the config (JSON types)
+    total_updates: int = 0        # the field of role updates plus the one of role extra_updates
+    eval_every: int | None = None  # the field of role eval_every (None: the config has none)
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
-    pretrain: CQLPretrainSpec | DTPretrainSpec | None
-    finetune: FinetuneSpec
+    pretrain: PretrainBlock | None
+    finetune: FinetuneBlock
 
     @property
     def slug(self) -> str:
@@ -140,7 +118,7 @@ class Sweep:
     seeds: tuple[int, ...]
     seeds_per_trial: int
     variants: tuple[Variant, ...]
-    finetune: FinetuneSpec
+    finetune: FinetuneBlock
     resources: Resources
     corpus: str | None = None
     search: SearchSpec | None = None
@@ -154,7 +132,11 @@ class Sweep:
     def variant_needs(self, variant: Variant) -> str | None:
         """What the user must still supply before ``variant`` can run (None when nothing)."""
         p = variant.pretrain
-        if isinstance(p, DTPretrainSpec) and p.data == "text" and not (p.corpus or self.corpus):
+        if p is None:
+            return None
+        cls = pretrain_class(self.algorithm)
+        corpus = field_with_role(cls, "corpus")
+        if corpus is not None and applies(cls, corpus, p.values) and not (p.values.get(corpus) or self.corpus):
             return "a language corpus (set `corpus: PATH` in the sweep file or pass --set corpus=PATH)"
         return None
 
@@ -226,18 +208,22 @@ def config_class(algorithm: str):
 
 
 def pretrain_class(algorithm: str):
-    """Whose fields a variant's pretrain block holds: the nested pre-training config, or the flat config."""
+    """Whose fields a variant's pretrain block holds: the nested config of role pretrain, or the flat config."""
     cls = config_class(algorithm)
-    return nested_config(cls, "pretrain") or cls
+    nested = field_with_role(cls, "pretrain")
+    return nested_config(cls, nested) if nested is not None else cls
+
+
+def _field(cls, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 def _setting(c: _Check, cls, name: str, value: Any, path: str):
     """``value`` checked by the metadata of ``cls.name`` (the one declaration of that setting)."""
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return check_value(field_type(cls, name), meta(f), value, f"{c.source}: {path}")
+    return check_value(field_type(cls, name), meta(_field(cls, name)), value, f"{c.source}: {path}")
 
 
-def _named_keys(cls, block: str) -> dict[str, str]:
+def named_keys(cls, block: str) -> dict[str, str]:
     """Sweep key -> field name, for the fields of ``cls`` that are named keys of ``block`` (metadata sweep)."""
     keys = {}
     for f in dataclasses.fields(cls):
@@ -247,13 +233,10 @@ def _named_keys(cls, block: str) -> dict[str, str]:
     return keys
 
 
-def _block(c: _Check, cls, m: dict, path: str, block: str) -> dict:
-    """The named keys of ``block`` (given, or the fields' defaults), checked; keyed by sweep key."""
-    out = {}
-    for key, name in _named_keys(cls, block).items():
-        value = m[key] if key in m else field_default(cls, name)
-        out[key] = _setting(c, cls, name, value, _join(path, key)) if key in m else value
-    return out
+def applies(cls, name: str, values: dict) -> bool:
+    """Whether field ``name`` matters given the other fields' ``values`` (its metadata's ``when``)."""
+    when = meta(_field(cls, name))["when"] or {}
+    return all(values.get(k, field_default(cls, k)) in tuple(v) for k, v in when.items())
 
 
 def _config_fields(c: _Check, cls, value: Any, path: str) -> dict:
@@ -264,83 +247,111 @@ def _config_fields(c: _Check, cls, value: Any, path: str) -> dict:
                 and nested_config(cls, k) is None else v) for k, v in cfg.items()}   # JSON types: trial configs
 
 
-def _pretrain(c: _Check, algorithm: str, value: Any, path: str) -> CQLPretrainSpec | DTPretrainSpec:
+def _pretrain(c: _Check, algorithm: str, value: Any, path: str) -> PretrainBlock:
     cls = pretrain_class(algorithm)
-    keys = _named_keys(cls, "pretrain")
-    kind_key = next(iter(keys))   # the block's first key names the kind (CQL: kind, DT: data)
+    keys = named_keys(cls, "pretrain")
+    kind_name = field_with_role(cls, "pretrain_kind")
+    if kind_name is None:
+        raise c.fail(path, f"none ({algorithm} has no pre-training)", value)
+    kind_key = next(k for k, name in keys.items() if name == kind_name)
     m = c.mapping(value, path, set(keys) | {"config"}, {kind_key})
-    kinds = tuple(k for k in meta(next(f for f in dataclasses.fields(cls) if f.name == keys[kind_key]))["choices"]
-                  if k != "none")   # `pretrain: none` is said for the whole variant
+    flat = cls is config_class(algorithm)   # a flat config's default kind ('none') is said for the whole variant
+    kinds = tuple(k for k in meta(_field(cls, kind_name))["choices"]
+                  if not (flat and k == field_default(cls, kind_name)))
     c.string(m[kind_key], _join(path, kind_key), kinds)
-    values = _block(c, cls, m, path, "pretrain")
-    values["config"] = _config_fields(c, cls, m.get("config", {}), _join(path, "config"))
-    if cls is config_class(algorithm):   # pre-training settings are fields of the algorithm's own config
-        return CQLPretrainSpec(**values)
-    steps = values["steps"]
-    if "checkpoints" in m:
-        cps = tuple(sorted(set(values["checkpoints"])))
-        if cps[-1] > steps:
-            raise c.fail(_join(path, "checkpoints"), f"steps <= pretrain steps ({steps})", cps[-1])
-    else:   # the spec's set, cut to `steps`, plus `steps` (DTPretrainConfig's own rule)
-        cps = cls(steps=steps).checkpoints
-    values["checkpoints"] = tuple(cps)
-    if values["corpus"] is not None and values["data"] != "text":
-        raise c.fail(_join(path, "corpus"), "no corpus unless data is text", values["corpus"])
-    return DTPretrainSpec(**values)
+    values = {name: _setting(c, cls, name, m[key], _join(path, key)) if key in m else field_default(cls, name)
+              for key, name in keys.items()}
+    corpus = field_with_role(cls, "corpus")
+    if corpus is not None and values[corpus] is not None and not applies(cls, corpus, values):
+        unless = " and ".join(f"{_sweep_key(keys, k)} is {' or '.join(map(str, v))}"
+                              for k, v in meta(_field(cls, corpus))["when"].items())
+        key = _sweep_key(keys, corpus)
+        raise c.fail(_join(path, key), f"no {key} unless {unless}", values[corpus])
+    steps, cps = field_with_role(cls, "pretrain_updates"), field_with_role(cls, "checkpoints")
+    if cps is not None and steps is not None:
+        if cps in [keys[k] for k in m if k in keys]:
+            values[cps] = tuple(sorted(set(values[cps])))
+            if values[cps][-1] > values[steps]:
+                raise c.fail(_join(path, _sweep_key(keys, cps)), f"steps <= pretrain steps ({values[steps]})",
+                             values[cps][-1])
+        else:   # the class's own rule for its default checkpoints, given the block's other settings
+            values[cps] = tuple(getattr(cls(**{k: v for k, v in values.items() if k != cps}), cps))
+    return PretrainBlock(kind=m[kind_key], values=values,
+                         config=_config_fields(c, cls, m.get("config", {}), _join(path, "config")))
 
 
-FINETUNE_KEYS = {"updates", "extra_updates", "eval_every", "eval_episodes", "finetune_ratio", "pretrain_step",
-                 "config"}
+def _sweep_key(keys: dict[str, str], name: str) -> str:
+    return next((k for k, n in keys.items() if n == name), name)
 
 
-def base_finetune(algorithm: str) -> FinetuneSpec:
+def finetune_keys(algorithm: str, sweep_wide: bool = False) -> set[str]:
+    """The keys of a `finetune:` block: the config's named fine-tuning keys and `config` (sweep-wide: not the
+    variant-only ones, e.g. DT's pretrain_step, which a variant picks from its pre-training's checkpoints)."""
+    cls = config_class(algorithm)
+    return {key for key, name in named_keys(cls, "finetune").items()
+            if not (sweep_wide and meta(_field(cls, name))["role"] in VARIANT_ONLY_ROLES)} | {"config"}
+
+
+def _finetune_block(cls, values: dict, config: dict) -> FinetuneBlock:
+    """The block with the two numbers the planner needs, read through the fields' roles."""
+    updates, extra, every = (field_with_role(cls, r) for r in ("updates", "extra_updates", "eval_every"))
+    if updates is None:
+        raise UserError(f"{cls.__name__}: no field has role 'updates' (config_fields.setting): a sweep needs "
+                        "to know how long a trial runs")
+    total = int(values.get(updates, field_default(cls, updates))) + (
+        int(values.get(extra, field_default(cls, extra))) if extra is not None else 0)
+    return FinetuneBlock(values=values, config=config, total_updates=total,
+                         eval_every=None if every is None else int(values.get(every, field_default(cls, every))))
+
+
+def base_finetune(algorithm: str) -> FinetuneBlock:
     """The fine-tuning defaults: the algorithm config's (updates 1M for CQL, 100k for DT, ...)."""
     cls = config_class(algorithm)
-    values = {key: field_default(cls, name) for key, name in _named_keys(cls, "finetune").items()}
-    values["pretrain_step"] = None   # chosen per variant from its pre-training's checkpoints
-    return FinetuneSpec(**values)
+    keys = finetune_keys(algorithm, sweep_wide=True)
+    return _finetune_block(cls, {name: field_default(cls, name) for key, name in named_keys(cls, "finetune").items()
+                                 if key in keys}, {})
 
 
-def _finetune(c: _Check, value: Any, path: str, base: FinetuneSpec, algorithm: str) -> FinetuneSpec:
+def _finetune(c: _Check, value: Any, path: str, base: FinetuneBlock, algorithm: str,
+              sweep_wide: bool = False) -> FinetuneBlock:
     cls = config_class(algorithm)
-    m = c.mapping(value if value is not None else {}, path, FINETUNE_KEYS)
-    keys = _named_keys(cls, "finetune")
-    out = base
+    m = c.mapping(value if value is not None else {}, path, finetune_keys(algorithm, sweep_wide))
+    keys = named_keys(cls, "finetune")
+    values = dict(base.values)
     for key in m:
-        if key == "config":
-            continue
-        if key not in keys:   # e.g. pretrain_step, which only DT's config has
-            raise UserError(f"{c.source}: {_join(path, key)}: {algorithm} has no such setting (only "
-                            f"{', '.join(sorted(keys))}); expected no {key} for {algorithm}")
-        out = replace(out, **{key: _setting(c, cls, keys[key], m[key], _join(path, key))})
+        if key != "config":
+            values[keys[key]] = _setting(c, cls, keys[key], m[key], _join(path, key))
+    config = dict(base.config)
     if "config" in m:
-        out = replace(out, config={**base.config, **_config_fields(c, cls, m["config"], _join(path, "config"))})
-    return out
+        config.update(_config_fields(c, cls, m["config"], _join(path, "config")))
+    return _finetune_block(cls, values, config)
 
 
-def _variant(c: _Check, value: Any, path: str, algorithm: str, base: FinetuneSpec) -> Variant:
+def _variant(c: _Check, value: Any, path: str, algorithm: str, base: FinetuneBlock) -> Variant:
     m = c.mapping(value, path, {"name", "pretrain", "finetune"}, {"name"})
     name = c.string(m["name"], _join(path, "name"))
     raw = m.get("pretrain", "none")
-    if raw is None or raw == "none":
-        pretrain = None
-    else:
-        pretrain = _pretrain(c, algorithm, raw, _join(path, "pretrain"))
+    pretrain = None if raw is None or raw == "none" else _pretrain(c, algorithm, raw, _join(path, "pretrain"))
     finetune = _finetune(c, m.get("finetune"), _join(path, "finetune"), base, algorithm)
-    if finetune.pretrain_step is not None and not isinstance(pretrain, DTPretrainSpec):
-        raise UserError(f"{c.source}: {_join(path, 'finetune.pretrain_step')}: a variant without pre-training "
-                        "has no checkpoint to pick; expected no pretrain_step")
-    if isinstance(pretrain, DTPretrainSpec):
-        if finetune.pretrain_step is None:   # the spec's 20k checkpoint, or the last one of a shorter run
-            default = field_default(config_class(algorithm), "pretrain_step")
-            finetune = replace(finetune, pretrain_step=default if default in pretrain.checkpoints
-                               else pretrain.checkpoints[-1])
-        if finetune.pretrain_step not in pretrain.checkpoints:
-            raise c.fail(_join(path, "finetune.pretrain_step"),
-                         f"one of the pre-training checkpoints {list(pretrain.checkpoints)}", finetune.pretrain_step)
-    if finetune.eval_every > finetune.updates + finetune.extra_updates:
-        raise c.fail(_join(path, "finetune.eval_every"),
-                     f"at most the fine-tuning updates ({finetune.updates + finetune.extra_updates})",
+    cls, pre_cls = config_class(algorithm), pretrain_class(algorithm)
+    step, keys = field_with_role(cls, "pretrain_step"), named_keys(cls, "finetune")
+    cps = field_with_role(pre_cls, "checkpoints")
+    if step is not None:
+        where = _join(path, f"finetune.{_sweep_key(keys, step)}")
+        if step in finetune.values and pretrain is None:
+            raise UserError(f"{c.source}: {where}: a variant without pre-training has no checkpoint to pick; "
+                            f"expected no {_sweep_key(keys, step)}")
+        if pretrain is not None and cps is not None:
+            saved = pretrain.values[cps]
+            if step not in finetune.values:   # the config's default step, or the last one of a shorter run
+                default = field_default(cls, step)
+                finetune = replace(finetune, values={**finetune.values, step: default if default in saved
+                                                     else saved[-1]})
+            if finetune.values[step] not in saved:
+                raise c.fail(where, f"one of the pre-training checkpoints {list(saved)}", finetune.values[step])
+    if finetune.eval_every is not None and finetune.eval_every > finetune.total_updates:
+        every = _sweep_key(keys, field_with_role(cls, "eval_every"))
+        raise c.fail(_join(path, f"finetune.{every}"), f"at most the fine-tuning updates ({finetune.total_updates})",
                      finetune.eval_every)
     return Variant(name=name, pretrain=pretrain, finetune=finetune)
 
@@ -353,7 +364,7 @@ def _search(c: _Check, value: Any, path: str) -> SearchSpec:
     space: dict[str, SearchParam] = {}
     for key, spec in space_raw.items():
         p = _join(path, f"space.{key}")
-        if key not in FINETUNE_KEYS - {"config"} and not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
             raise c.fail(p, "a fine-tuning parameter name", key)
         s = c.mapping(spec, p, {"type", "low", "high", "values"}, {"type"})
         kind = c.string(s["type"], _join(p, "type"), ("uniform", "loguniform", "randint", "choice"))
@@ -423,8 +434,7 @@ def sweep_from_dict(data: Any, source: str = "<sweep>", overrides: dict[str, Any
     if seeds_per_trial > len(seeds):
         raise c.fail("seeds_per_trial", f"at most the number of seeds ({len(seeds)})", seeds_per_trial)
 
-    ft_raw = c.mapping(m.get("finetune") or {}, "finetune", FINETUNE_KEYS - {"extra_updates", "pretrain_step"})
-    base = _finetune(c, ft_raw, "finetune", base_finetune(algorithm), algorithm)
+    base = _finetune(c, m.get("finetune") or {}, "finetune", base_finetune(algorithm), algorithm, sweep_wide=True)
 
     raw_variants = m["variants"]
     if not isinstance(raw_variants, list) or not raw_variants:
