@@ -56,6 +56,8 @@ ROLES = {
     "checkpoints": "the pre-training steps saved (fine-tuning starts from one of them: role pretrain_step)",
     "pretrain_step": "which saved pre-training step fine-tuning starts from",
     "corpus": "a file the user supplies, filled from a sweep's `corpus:` where it applies (its `when`)",
+    "cost_scale": "a step's CPU time scales with the product of these fields (the batch; DT's pre-training: "
+                  "batch x sequence length), measured at the rate's `batch` / `tokens`",
 }
 VARIANT_ONLY_ROLES = ("extra_updates", "pretrain_step")   # a variant's own choice, not a sweep-wide default
 
@@ -92,6 +94,10 @@ def meta(f: dataclasses.Field) -> dict:
 def field_with_role(cls, role: str) -> str | None:
     """The name of the field of ``cls`` that has ``role`` (None when it has none)."""
     return next((f.name for f in config_fields(cls) if f.metadata and meta(f)["role"] == role), None)
+
+
+def fields_with_role(cls, role: str) -> list[str]:
+    return [f.name for f in config_fields(cls) if f.metadata and meta(f)["role"] == role]
 
 
 def default_of(f: dataclasses.Field):

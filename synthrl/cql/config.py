@@ -75,7 +75,8 @@ class CQLConfig:
     finetune_ratio: float = field(default=1.0, metadata=setting(
         "fraction of the dataset's trajectories used (seeded per member seed)", above=0, max=1, metavar="F",
         sweep="finetune.finetune_ratio"))
-    batch_size: int = field(default=256, metadata=setting("fine-tuning batch size", min=1, metavar="B"))
+    batch_size: int = field(default=256, metadata=setting("fine-tuning batch size", min=1, metavar="B",
+                                                          role="cost_scale"))
     discount: float = field(default=0.99, metadata=setting("discount gamma", above=0, below=1))
     policy_lr: float = field(default=3e-4, metadata=setting("policy Adam learning rate", above=0))
     q_lr: float = field(default=3e-4, metadata=setting("Q-network Adam learning rate", above=0))

@@ -80,8 +80,8 @@ class DTPretrainConfig:
         sweep="pretrain.corpus", when={"data": ("text",)}, role="corpus"))
     device: str = field(default="auto", metadata=setting(DEVICE_HELP, execution_only=True))
     # training hyper-parameters (spec section 2)
-    seq_len: int = field(default=1024, metadata=setting("tokens per sequence", min=1))
-    batch_size: int = field(default=64, metadata=setting("sequences per step", min=1))
+    seq_len: int = field(default=1024, metadata=setting("tokens per sequence", min=1, role="cost_scale"))
+    batch_size: int = field(default=64, metadata=setting("sequences per step", min=1, role="cost_scale"))
     lr: float = field(default=3e-4, metadata=setting("AdamW peak learning rate", above=0))
     weight_decay: float = field(default=0.01, metadata=setting("AdamW weight decay", min=0))
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata=setting("AdamW betas", min=0, below=1))
@@ -199,7 +199,8 @@ class DTConfig:
         "evaluation worker processes (none: the free-core rule)", min=0, execution_only=True))
     # fine-tuning hyper-parameters (spec section 4)
     context: int = field(default=20, metadata=setting("K: context length in timesteps", min=1))
-    batch_size: int = field(default=64, metadata=setting("fine-tuning batch size", min=1, metavar="B"))
+    batch_size: int = field(default=64, metadata=setting("fine-tuning batch size", min=1, metavar="B",
+                                                         role="cost_scale"))
     lr: float = field(default=1e-4, metadata=setting("AdamW learning rate", above=0))
     weight_decay: float = field(default=1e-4, metadata=setting("AdamW weight decay", min=0))
     eps: float | None = field(default=None, metadata=setting(

@@ -9,11 +9,13 @@ fine-tunes from the same checkpoints; the checkpoint step is a fine-tuning choic
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from synthrl import registry
-from synthrl.config_fields import content_key, field_default, field_with_role, nested_config, to_jsonable
+from synthrl.config_fields import (content_key, field_default, field_with_role, fields_with_role, nested_config,
+                                   to_jsonable)
 from synthrl.envs.specs import ENVS as ENV_SPECS
 from synthrl.errors import UserError
 from synthrl.sweep.datasets import (build_made_dataset, dataset_file, make_params,  # noqa: F401 (callers' names)
@@ -205,9 +207,15 @@ def _trial_hours(r: dict, seeds: int, updates: int, eval_every: int, batch_scale
 def trial_cpu_hours(algorithm: str, trial: "Trial") -> float:
     """One trial on one CPU core at the measured CPU rates, scaled to its batch size."""
     r = rates(algorithm, "cpu")
-    batch = trial.config.get("batch_size", _default(config_class(algorithm), "batch_size", r["batch"]))
+    scale = _cost_scale(config_class(algorithm), trial.config, r["batch"])
     every = _eval_every(algorithm, trial.config, trial.total_updates)
-    return _trial_hours(r, len(trial.seeds), trial.total_updates, every, batch / r["batch"])
+    return _trial_hours(r, len(trial.seeds), trial.total_updates, every, scale / r["batch"])
+
+
+def _cost_scale(cls, values: dict, fallback: float) -> float:
+    """The product of ``cls``'s fields of role cost_scale (given in ``values``, else their defaults)."""
+    names = fields_with_role(cls, "cost_scale")
+    return math.prod(values.get(n, field_default(cls, n)) for n in names) if names else fallback
 
 
 def _eval_every(algorithm: str, config: dict, total_updates: int) -> int:
@@ -221,14 +229,10 @@ def artifact_cpu_hours(artifact: "ArtifactJob") -> float:
     r, steps = rates(artifact.algorithm, "cpu"), artifact.pretrain_updates
     if "tokens" not in r:   # a rate per update
         return steps / r["pretrain_updates_per_s"] / 3600
-    pre, cls = artifact.config.get("pretrain") or {}, pretrain_class(artifact.algorithm)
-    tokens = pre.get("batch_size", _default(cls, "batch_size", 64)) * pre.get("seq_len", _default(cls, "seq_len", 1024))
+    nested = field_with_role(config_class(artifact.algorithm), "pretrain")
+    pre = (artifact.config.get(nested) or {}) if nested else artifact.config
+    tokens = _cost_scale(pretrain_class(artifact.algorithm), pre, r["tokens"])
     return steps * tokens / r["tokens"] / r["pretrain_updates_per_s"] / 3600
-
-
-def _default(cls, name: str, fallback):
-    """The default ``cls`` declares for ``name``, or ``fallback`` when it has no such field."""
-    return field_default(cls, name) if name in {f.name for f in dataclasses.fields(cls)} else fallback
 
 
 @dataclass(frozen=True)
