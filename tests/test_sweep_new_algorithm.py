@@ -170,3 +170,21 @@ def test_planner_artifact_ids_are_the_store_keys_of_cql_and_dt(tmp_path):
     assert len(dt.artifacts) == 1
     cfg = build_config("dt", dt.trials[0].config, "hopper-medium-v2", "cpu")
     assert store.path(DT_KIND, pretrain_params(cfg.pretrain), DT_FORMAT).name.startswith(dt.artifacts[0].artifact_id)
+
+
+def test_a_text_pretraining_is_keyed_by_its_corpus_content_once_the_file_exists(tmp_path):
+    from synthrl.dt.pretrain import artifact_key
+
+    corpus = tmp_path / "corpus.txt"
+    doc = {"name": "t", "algorithm": "dt", "seeds": "0", "datasets": ["hopper-medium-v2"],
+           "finetune": {"updates": 100, "eval_every": 50},
+           "variants": [{"name": "Text", "pretrain": {"data": "text", "steps": 20}}]}
+    missing = make_plan(sweep_from_dict({**doc, "corpus": str(corpus)}, "t.yaml"))   # planned before it exists
+    ids = []
+    for text in ("some words", "other words"):
+        corpus.write_text(text)
+        plan = make_plan(sweep_from_dict({**doc, "corpus": str(corpus)}, "t.yaml"))
+        cfg = build_config("dt", plan.trials[0].config, "hopper-medium-v2", "cpu")
+        assert artifact_key(cfg.pretrain).startswith(plan.artifacts[0].artifact_id)
+        ids.append(plan.artifacts[0].artifact_id)
+    assert len({missing.artifacts[0].artifact_id, *ids}) == 3   # the corpus's content, not its path, keys it
