@@ -11,13 +11,11 @@ import (versions come from the installed packages' metadata).
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
-LIBRARIES = ("numpy", "pandas", "scipy", "matplotlib", "torch", "gymnasium", "mujoco", "h5py", "ray")
+from synthrl.provenance import git_commit, library_versions
+
 SWEEP_RECORD = "sweep.json"
 
 
@@ -83,34 +81,15 @@ def _sweep_record(root: Path) -> dict:
                               "created": doc.get("created"), "resumed": doc.get("resumed")}.items() if v}
 
 
-def _git_commit(where: Path) -> str | None:
-    """The commit of the checkout ``where`` is in, '+ local changes' when dirty; None outside git."""
-    try:
-        commit = subprocess.run(["git", "-C", str(where), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                text=True, timeout=10)
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None  # no git here: the report says nothing rather than guess
-    return commit.stdout.strip() + (" + local changes" if dirty.returncode == 0 and dirty.stdout.strip() else "")
-
-
 def builder_environment() -> dict[str, str]:
     """synthrl's version and git commit, Python and the installed libraries of this process."""
     from synthrl import __version__
 
     env = {"synthrl": __version__}
-    commit = _git_commit(Path(__file__).resolve().parent)
+    commit = git_commit()
     if commit:
         env["git commit"] = commit
-    env["python"] = platform.python_version()
-    for library in LIBRARIES:
-        try:
-            env[library] = metadata.version(library)
-        except metadata.PackageNotFoundError:
-            continue
+    env.update(library_versions())
     return env
 
 

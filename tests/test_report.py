@@ -229,3 +229,34 @@ def test_a_report_that_fails_warns_in_one_line_and_leaves_the_results(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("[rep] warning: report not written (")
     assert "not-a-number" in lines[0] and "\n" not in lines[0]
     assert rd.metrics_path.read_text().endswith("not-a-number\n") and not (storage / "rep" / "report.html").exists()
+
+
+def test_a_real_run_records_its_library_versions_commit_and_device_and_the_page_shows_them(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from synthrl.data import make_dataset
+    from synthrl.envs.policies import RandomPolicy
+    from synthrl.provenance import git_commit
+
+    monkeypatch.setenv("SYNTHRL_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("SYNTHRL_EVAL_WORKERS", "0")
+    data = make_dataset("hopper", RandomPolicy(3, seed=0), 200, tmp_path / "hopper-random-prov.hdf5", seed=0)
+    out = tmp_path / "results" / "cql"
+    assert main(["run", "cql", "--dataset", str(data), "--out", str(out), "--seeds", "0", "--updates", "10",
+                 "--eval-every", "10", "--eval-episodes", "1", "--batch-size", "16", "--hidden", "32",
+                 "--device", "cpu", "--no-progress"]) == 0
+    params = RunDir(out).read_params()
+    assert params["device"] == "cpu"
+    assert params["versions"]["torch"] == metadata.version("torch")
+    assert params["versions"]["numpy"] == metadata.version("numpy")
+    assert params.get("git_commit") == git_commit()  # None (absent) outside a git checkout
+    # a resume in a session with other library versions is the same run
+    recorded = dict(params, versions={**params["versions"], "torch": "0.0.1"}, git_commit="0123456789ab")
+    RunDir(out).write_params(recorded)
+    assert main(["run", "cql", "--dataset", str(data), "--out", str(out), "--seeds", "0", "--updates", "10",
+                 "--eval-every", "10", "--eval-episodes", "1", "--batch-size", "16", "--hidden", "32",
+                 "--device", "cpu", "--no-progress", "--resume"]) == 0
+    RunDir(out).write_params(recorded)
+    prov = collect_provenance(results=tmp_path / "results")
+    page = page_of(load_records(results=tmp_path / "results"), prov, title="t", description="")
+    assert "0.0.1" in page and "0123456789ab" in page  # the runs' own record, not the builder's

@@ -19,6 +19,7 @@ from typing import Any
 
 from synthrl import registry
 from synthrl.errors import UserError
+from synthrl.provenance import session_record
 from synthrl.rundir import STATE_FILE, RunDir, load_state_file
 from synthrl.runner import drive
 from synthrl.store import ArtifactStore
@@ -129,6 +130,7 @@ def run_trial(config: dict) -> None:
     runner = algo.make_runner(algo_config, ArtifactStore(storage), progress=False)
     params = trial_params(algorithm, trial, algo_config, algo.run_params, config["sweep"])
     params["fast_path"] = getattr(runner, "fast_path", None)  # the update path this trial uses, and why
+    params.update(session_record(device))  # versions, git commit, device: the report reads them after the cluster
 
     # the same resume rule as `synthrl run --resume` (RunDirWriter.restore): metrics.csv keeps exactly the
     # rows up to the checkpoint continued from, none without one. A Tune retry continues Tune's checkpoint;

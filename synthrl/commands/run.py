@@ -13,7 +13,7 @@ from synthrl import registry
 from synthrl.config_fields import add_config_arguments, add_run_options, config_from_args, execution_only_fields
 
 # params.json keys a --resume may see change: the session's own facts, not the run's parameters
-SESSION_KEYS = ("synthrl_version", "fast_path", "device")
+SESSION_KEYS = ("synthrl_version", "fast_path", "device", "versions", "git_commit")
 
 
 def register(subparsers) -> None:
@@ -38,6 +38,7 @@ def add_algorithm_arguments(p: argparse.ArgumentParser, algo: registry.Algorithm
 def run_algorithm(algo: registry.Algorithm, args: argparse.Namespace) -> int:
     """Check --out, build the runner (dataset, pre-training), write params.json, then ``drive`` it."""
     from synthrl.errors import UserError
+    from synthrl.provenance import session_record
     from synthrl.rundir import RunDir
     from synthrl.runner import drive
     from synthrl.store import ArtifactStore
@@ -64,6 +65,7 @@ def run_algorithm(algo: registry.Algorithm, args: argparse.Namespace) -> int:
     progress = not args.no_progress
     runner = algo.make_runner(config, store, progress=progress, fast_path_check=args.fast_path_check == "on")
     params["fast_path"] = getattr(runner, "fast_path", None)  # which update path this session uses, and why
+    params.update(session_record(resolve_device(config.device)))  # versions, git commit, device: for the report
     run_dir.write_params(params)  # after the dataset and pre-training are ready: a failure there leaves no run behind
     rows = drive(runner, run_dir, resume=args.resume, progress=progress,
                  desc=f"{params.get('variant', algo.name)} {params.get('dataset', '')}".strip())
