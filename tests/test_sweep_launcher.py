@@ -218,3 +218,20 @@ def test_status_and_ls_read_a_read_only_copy_of_the_results_and_create_nothing(t
         assert "0/4 trials done" in capsys.readouterr().out
     finally:
         subprocess.run(["umount", "-l", str(copy)], capture_output=True)
+
+
+def test_status_names_a_metrics_cell_that_is_not_a_number(tmp_path):
+    data = tmp_path / "hopper.hdf5"
+    data.write_bytes(b"")
+    storage = tmp_path / "store"
+    doc = sweep_doc(data)
+    trial = prepare(sweep_from_dict(doc, "s.yaml"), storage, doc, {}, out=lambda _: None).trials[0]
+    run_dir = run_directory(storage, "tiny", trial.trial_id)
+    _fake_run(run_dir, trial.config, [20, 40], done=False)
+    text = run_dir.metrics_path.read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[-1].split(",")   # the latest evaluation's: the one status reads
+    cells[header.index("normalized_score")] = "oops"
+    run_dir.metrics_path.write_text("\n".join([*text[:-1], ",".join(cells)]) + "\n")
+    with pytest.raises(UserError, match=r"metrics.csv: row 4: normalized_score: expected a number, got 'oops'"):
+        status_text(storage, "tiny")

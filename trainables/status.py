@@ -66,9 +66,10 @@ def trial_states(storage: Path, name: str, record: dict) -> list[dict]:
         trial = Trial.from_dict(t)
         rd = RunDir(run_directory(storage, name, trial.trial_id).path)
         rows = rd.read_metrics() if rd.metrics_path.exists() else []
-        last_update = max((int(float(r["update"])) for r in rows), default=0)
-        scores = [float(r["normalized_score"]) for r in rows
-                  if int(float(r["update"])) == last_update and r.get("normalized_score") not in (None, "")]
+        updates = [int(_number(rd.metrics_path, i, r, "update")) for i, r in enumerate(rows)]
+        last_update = max(updates, default=0)
+        scores = [_number(rd.metrics_path, i, r, "normalized_score") for i, (r, u) in enumerate(zip(rows, updates))
+                  if u == last_update and r.get("normalized_score") not in (None, "")]
         if trial.needs:
             state = "refused"
         elif rd.is_done():
@@ -84,6 +85,14 @@ def trial_states(storage: Path, name: str, record: dict) -> list[dict]:
                     "score": sum(scores) / len(scores) if scores else None,
                     "error": errors.get(trial.trial_id), "needs": trial.needs})
     return out
+
+
+def _number(path: Path, index: int, row: dict, column: str) -> float:
+    """One metrics.csv cell as a number; a clear error naming the file, row and column otherwise."""
+    try:
+        return float(row[column])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: row {index + 1}: {column}: expected a number, got {row.get(column)!r}") from None
 
 
 def _tune_errors(experiment: str | None) -> dict[str, str]:
