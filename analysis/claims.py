@@ -229,11 +229,11 @@ def _other_algorithm(claim: Claim, algorithms: dict[str, set[str]]) -> list[str]
     """The sides whose records are all runs of another known algorithm than the claim's table's: DT's
     'tau=1' (table 4) is not CQL's 'tau=1' (table 7). Labels the registry does not know are not judged."""
     wanted = table_algorithm(claim.table)
-    known = set(registry.algorithms())
     lines = []
     for side in (claim.x, claim.y):
         have = algorithms.get(side, set())
-        if wanted and have and have <= known and wanted not in have:
+        # the registry (which imports every algorithm, torch too) only when a side holds another algorithm's runs
+        if wanted and have and wanted not in have and have <= set(registry.algorithms()):
             lines.append(f"{side} is {'/'.join(sorted(have))} runs here, table {claim.table} is {wanted}'s")
     return lines
 

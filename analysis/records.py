@@ -57,8 +57,10 @@ def dataset_order(names) -> list[str]:
 
 def is_auto_variant(name: str) -> bool:
     """Whether ``name`` is what a plain `synthrl run` records ('cql', 'iql+mdp': a registered algorithm + kind)."""
+    if re.fullmatch(r"[a-z_0-9]+(\+[a-z_]*)?", str(name)) is None:
+        return False   # the paper's spelling ('CQL+MDP', 'S=A=10'): no need to load the registry (and torch)
     algorithm, _, kind = str(name).partition("+")
-    return algorithm in registry.algorithms() and re.fullmatch(r"[a-z_]*", kind) is not None
+    return algorithm in registry.algorithms()
 
 
 def pretty_variant(name: str) -> str:

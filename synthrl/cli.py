@@ -73,15 +73,31 @@ def fraction(text: str) -> float:
     return value
 
 
-def build_parser() -> ArgumentParser:
+# verbs whose options come from the registry, which imports every algorithm module (and so torch): built in
+# full only when the command line names them, so `synthrl --help` and the other verbs start fast
+REGISTRY_VERBS = {"run"}
+
+
+def named_verb(argv: list[str]) -> str | None:
+    """The verb a command line names (its first word that is not an option), None for `synthrl --help`."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> ArgumentParser:
+    """The whole parser; given the command line, the registry's verbs are built only if it names them."""
     parser = ArgumentParser(prog="synthrl", description=__doc__.splitlines()[0] if __doc__ else None)
     from synthrl import __version__
 
     parser.add_argument("--version", action="version", version=f"synthrl {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=ArgumentParser)
     sub.required = True
+    wanted = None if argv is None else named_verb(argv)
     for verb in VERBS:
-        importlib.import_module(f"synthrl.commands.{verb}").register(sub)
+        module = importlib.import_module(f"synthrl.commands.{verb}")
+        if verb in REGISTRY_VERBS and argv is not None and wanted != verb:
+            sub.add_parser(verb, help=module.HELP)   # listed in `synthrl --help`; its options when it is run
+        else:
+            module.register(sub)
     return parser
 
 
@@ -89,7 +105,8 @@ BROKEN_PIPE = 141   # 128 + SIGPIPE: what a shell reports for a command whose re
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

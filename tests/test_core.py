@@ -148,6 +148,26 @@ def test_checkpoint_refuses_code(tmp_path):
         run.load_checkpoint()
 
 
+_IMPORTS_TORCH = """
+import sys
+from synthrl.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:   # --help
+    code = e.code
+print("torch" in sys.modules, code)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["tables", "--help"], ["verdict", "--paper"], ["run", "--help"]])
+def test_only_the_run_verb_imports_torch(argv, tmp_path):
+    # `run` lists the registry's algorithms (every algorithm module, IQL's one file imports torch); the
+    # other verbs must start without it
+    out = subprocess.run([sys.executable, "-c", _IMPORTS_TORCH, *argv], capture_output=True, text=True, cwd=tmp_path)
+    imported, code = out.stdout.split()[-2:]
+    assert code in ("0", "None") and imported == str(argv[0] == "run"), out.stdout + out.stderr
+
+
 def test_cli_help_and_bad_option():
     out = subprocess.run([sys.executable, "-m", "synthrl", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "VERB" in out.stdout

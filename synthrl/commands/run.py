@@ -16,8 +16,11 @@ from synthrl.config_fields import add_config_arguments, add_run_options, config_
 SESSION_KEYS = ("synthrl_version", "fast_path", "device", "versions", "git_commit")
 
 
+HELP = "train and evaluate one run (a seed ensemble) into a run directory"
+
+
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("run", help="train and evaluate one run (a seed ensemble) into a run directory")
+    parser = subparsers.add_parser("run", help=HELP)
     algos = parser.add_subparsers(dest="algorithm", metavar="ALGO", parser_class=type(parser))
     algos.required = True
     for algo in registry.algorithms().values():
