@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -67,9 +68,14 @@ def config_fields(cls) -> list[dataclasses.Field]:
     return list(dataclasses.fields(cls))
 
 
+@functools.cache
+def _type_hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)   # resolving them compiles every annotation: once per class (a plan validates thousands)
+
+
 def field_type(cls, name: str):
     """The resolved annotation of ``cls.name`` (the modules use ``from __future__ import annotations``)."""
-    return typing.get_type_hints(cls)[name]
+    return _type_hints(cls)[name]
 
 
 def _split_optional(tp) -> tuple[Any, bool]:
@@ -82,8 +88,9 @@ def _split_optional(tp) -> tuple[Any, bool]:
 
 
 def nested_config(cls, name: str):
-    """The dataclass a field holds (DTConfig.pretrain -> DTPretrainConfig), or None."""
-    tp, _ = _split_optional(field_type(cls, name))
+    """The dataclass a field holds (DTConfig.pretrain -> DTPretrainConfig), or None. Resolved afresh: the
+    module's name may be rebound to another dataclass (tests swap DTPretrainConfig for a variant of it)."""
+    tp, _ = _split_optional(typing.get_type_hints(cls)[name])
     return tp if dataclasses.is_dataclass(tp) else None
 
 
