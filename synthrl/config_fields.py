@@ -63,6 +63,14 @@ ROLES = {
 VARIANT_ONLY_ROLES = ("extra_updates", "pretrain_step")   # a variant's own choice, not a sweep-wide default
 
 
+def declared_as(cls, name: str) -> dataclasses.Field:
+    """A new field declared as ``cls.name`` is (default, bounds, help, sweep key, role): another config
+    shares the setting without declaring it again (IQL's data and pre-training settings are CQL's)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    defaults = {k: getattr(f, k) for k in ("default", "default_factory") if getattr(f, k) is not dataclasses.MISSING}
+    return dataclasses.field(**defaults, metadata=f.metadata)
+
+
 # -- types ------------------------------------------------------------------------------------------
 def config_fields(cls) -> list[dataclasses.Field]:
     return list(dataclasses.fields(cls))

@@ -21,13 +21,13 @@ machinery is inherited: chunked random numbers, the CUDA graph and its check, ev
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 import synthrl
-from synthrl.config_fields import result_params, setting, validate_config
+from synthrl.config_fields import declared_as, result_params, setting, validate_config
 from synthrl.cql import networks as nets
 from synthrl.cql.algorithm import CQLEnsemble, MemberInit, member_generator_seed
 from synthrl.cql.config import PRETRAIN_KINDS, CQLConfig, check_device, check_seeds
@@ -48,14 +48,9 @@ STAT_NAMES = ("q_loss", "v_loss", "policy_loss", "q_data", "v_data")  # metrics.
 # ---------------------------------------------------------------------------------------------
 # configuration: IQL's own settings; the data, schedule, pre-training and execution settings are CQL's
 
-_CQL_FIELDS = {f.name: f for f in fields(CQLConfig)}
-
-
 def as_in_cql(name: str):
     """CQLConfig's declaration of ``name`` (default, bounds, help): one declaration for both algorithms."""
-    f = _CQL_FIELDS[name]
-    defaults = {k: getattr(f, k) for k in ("default", "default_factory") if getattr(f, k) is not MISSING}
-    return field(**defaults, metadata=f.metadata)
+    return declared_as(CQLConfig, name)
 
 
 @dataclass

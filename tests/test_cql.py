@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import HOPPER_SAC, missing_shared
+from conftest import tiny_hopper_file
 from synthrl.cql import networks as nets
 from synthrl.cql.algorithm import (CQLEnsemble, LossSettings, MemberInit, alpha_loss_fn, conservative_penalty,
                                    safe_td_target)
@@ -384,18 +384,6 @@ def test_config_validation_errors_name_the_field():
 
 # ---------------------------------------------------------------------------------------------
 # end to end: `synthrl run cql` on a tiny slice of real hopper data, with MDP pre-training
-
-def tiny_hopper_file(tmp_path, rows=3000):
-    import h5py
-
-    if not HOPPER_SAC.is_file():
-        pytest.skip(missing_shared(HOPPER_SAC))
-    path = tmp_path / "hopper-tiny.hdf5"
-    with h5py.File(HOPPER_SAC) as src, h5py.File(path, "w") as f:
-        for k in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"):
-            f[k] = src[k][:rows]
-    return path
-
 
 def test_run_cql_end_to_end_with_pretraining(tmp_path, capsys):
     from synthrl.cli import main

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import HOPPER_SAC, missing_shared
+from conftest import tiny_hopper_file
 from synthrl.cql import networks as nets
 from synthrl.cql.algorithm import MemberInit
 from synthrl.cql.pretrain import build_pretrain_artifact_for, transferred_q
@@ -277,18 +277,6 @@ def test_pretraining_transfer_to_q_and_v(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # the run: a tiny IQL run into a run directory (real HDF5, real MuJoCo evaluation)
 
-def tiny_hopper_file(tmp_path, rows=3000):
-    import h5py
-
-    if not HOPPER_SAC.is_file():
-        pytest.skip(missing_shared(HOPPER_SAC))
-    path = tmp_path / "hopper-tiny.hdf5"
-    with h5py.File(HOPPER_SAC) as src, h5py.File(path, "w") as f:
-        for k in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"):
-            f[k] = src[k][:rows]
-    return path
-
-
 def read_rows(run_dir):
     return [{k: v for k, v in r.items() if k != "wall_clock_s"} for r in RunDir(run_dir).read_metrics()]
 
@@ -391,12 +379,10 @@ def test_config_errors_name_the_field():
 
 
 @pytest.fixture
-def iql_registered(monkeypatch):
+def iql_registered():
     from synthrl import registry
 
-    if "synthrl.iql" not in registry.ALGORITHM_MODULES:  # until the registry line is in
-        monkeypatch.setattr(registry, "ALGORITHM_MODULES", registry.ALGORITHM_MODULES + ("synthrl.iql",))
-    registry.reset_cache()
+    registry.reset_cache()   # read the registry afresh (a toy algorithm of another test may have been cached)
     yield registry
     registry.reset_cache()
 

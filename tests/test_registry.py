@@ -6,14 +6,15 @@ This file is itself the toy algorithm's module (``ALGORITHM`` below): the fixtur
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import pytest
+from conftest import registered_algorithm
 
 from analysis.records import derive_variant, load_records
 from synthrl import registry
 from synthrl.cli import main
-from synthrl.config_fields import result_params, setting, validate_config
+from synthrl.config_fields import declared_as, result_params, setting, validate_config
 from synthrl.cql.config import CQLConfig
 from synthrl.errors import UserError
 from synthrl.rundir import RunDir
@@ -22,14 +23,9 @@ from synthrl.sweep.plan import build_config, make_plan
 from synthrl.sweep.schema import sweep_from_dict
 from synthrl.utils.io import parse_seeds
 
-_CQL = {f.name: f for f in fields(CQLConfig)}
-
-
 def like_cql(name: str):
     """CQLConfig's declaration of a forward-dynamics pre-training setting (what IQL shares too)."""
-    f = _CQL[name]
-    defaults = {k: getattr(f, k) for k in ("default", "default_factory") if getattr(f, k) is not MISSING}
-    return field(**defaults, metadata=f.metadata)
+    return declared_as(CQLConfig, name)
 
 
 @dataclass
@@ -118,11 +114,7 @@ ALGORITHM = registry.Algorithm(name="toy", label="Toy", config=ToyConfig, make_r
 
 @pytest.fixture
 def toy(monkeypatch):
-    monkeypatch.setattr(registry, "ALGORITHM_MODULES", registry.ALGORITHM_MODULES + (__name__,))
-    registry.reset_cache()
-    yield registry.algorithm("toy")
-    monkeypatch.undo()
-    registry.reset_cache()
+    yield from registered_algorithm(monkeypatch, __name__, "toy")
 
 
 def toy_sweep(**over) -> dict:

@@ -59,25 +59,33 @@ def test_data_make_with_a_trained_cql_run(cql_run, tmp_path):
     assert not np.allclose(other.act(ds.observations, np.zeros(300, np.float32)), ds.actions, atol=1e-3)
 
 
+def assert_members_act_as_the_ensemble(run_dir, ensemble, obs_scale: float, distinct_atol: float) -> None:
+    """Each member loaded by load_policy acts as the runner's evaluation policy on its slice of episodes
+    (and the two members differ)."""
+    from synthrl.cql.runner import EnsemblePolicy
+
+    episodes = 4
+    obs = np.random.default_rng(1).normal(size=(2 * episodes, 11)).astype(np.float32) * obs_scale
+    evaluation = EnsemblePolicy(ensemble, episodes)
+    evaluation.reset(2 * episodes)
+    expected = evaluation.act(obs, np.zeros(2 * episodes, np.float32))
+    for member in (0, 1):
+        rows = slice(member * episodes, (member + 1) * episodes)
+        got = load_policy(run_dir, member=member).act(obs[rows], np.zeros(episodes, np.float32))
+        assert got.shape == (episodes, 3) and np.allclose(got, expected[rows], atol=1e-6)
+    assert not np.allclose(expected[:episodes], expected[episodes:], atol=distinct_atol)
+
+
 def test_cql_policy_acts_as_the_runners_evaluation_policy(cql_run):
     from synthrl.cql.config import CQLConfig
-    from synthrl.cql.runner import EnsemblePolicy, make_runner
+    from synthrl.cql.runner import make_runner
     from synthrl.store import ArtifactStore
 
     run = RunDir(cql_run)
     runner = make_runner(CQLConfig.from_dict({**run.read_params()["config"], "device": "cpu"}), ArtifactStore(),
                          progress=False)
     runner.load_state_dict(run.load_checkpoint()["runner"])
-    episodes = 4
-    obs = np.random.default_rng(1).normal(size=(2 * episodes, 11)).astype(np.float32)
-    evaluation = EnsemblePolicy(runner.ensemble, episodes)
-    evaluation.reset(2 * episodes)
-    expected = evaluation.act(obs, np.zeros(2 * episodes, np.float32))
-    for member in (0, 1):
-        rows = slice(member * episodes, (member + 1) * episodes)
-        got = load_policy(cql_run, member=member).act(obs[rows], np.zeros(episodes, np.float32))
-        assert got.shape == (episodes, 3) and np.allclose(got, expected[rows], atol=1e-6)
-    assert not np.allclose(expected[:episodes], expected[episodes:], atol=1e-3)
+    assert_members_act_as_the_ensemble(cql_run, runner.ensemble, obs_scale=1.0, distinct_atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +103,6 @@ def iql_run(hopper_file, tmp_path_factory):
 def test_iql_run_acts_as_the_runners_evaluation_policy_and_makes_data(iql_run, tmp_path):
     """Member 1 of an IQL run: its mean action on observations normalised by the run's statistics, as the
     runner's evaluation acts; `data make --policy RUN` records those actions."""
-    from synthrl.cql.runner import EnsemblePolicy
     from synthrl.iql import IQLConfig, make_runner
     from synthrl.store import ArtifactStore
 
@@ -103,16 +110,7 @@ def test_iql_run_acts_as_the_runners_evaluation_policy_and_makes_data(iql_run, t
     config = IQLConfig(**{**run.read_params()["config"], "device": "cpu"})
     runner = make_runner(config, ArtifactStore(tmp_path / "store"), progress=False)
     runner.load_state_dict(run.load_checkpoint()["runner"])
-    episodes = 4
-    obs = np.random.default_rng(1).normal(size=(2 * episodes, 11)).astype(np.float32) * 3
-    evaluation = EnsemblePolicy(runner.ensemble, episodes)
-    evaluation.reset(2 * episodes)
-    expected = evaluation.act(obs, np.zeros(2 * episodes, np.float32))
-    for member in (0, 1):
-        rows = slice(member * episodes, (member + 1) * episodes)
-        got = load_policy(iql_run, member=member).act(obs[rows], np.zeros(episodes, np.float32))
-        assert got.shape == (episodes, 3) and np.allclose(got, expected[rows], atol=1e-6)
-    assert not np.allclose(expected[:episodes], expected[episodes:], atol=1e-4)
+    assert_members_act_as_the_ensemble(iql_run, runner.ensemble, obs_scale=3.0, distinct_atol=1e-4)
 
     out = tmp_path / "iql-data.hdf5"
     assert _make(iql_run, out, "--member", "1") == 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import yaml
+from conftest import registered_algorithm
 
 from synthrl import registry
 from synthrl.config_fields import content_key, result_params, setting, validate_config
@@ -67,11 +68,7 @@ ALGORITHM = registry.Algorithm(name="noise", label="Noise", config=NoiseConfig, 
 
 @pytest.fixture
 def noise(monkeypatch):
-    monkeypatch.setattr(registry, "ALGORITHM_MODULES", registry.ALGORITHM_MODULES + (__name__,))
-    registry.reset_cache()
-    yield registry.algorithm("noise")
-    monkeypatch.undo()
-    registry.reset_cache()
+    yield from registered_algorithm(monkeypatch, __name__, "noise")
 
 
 def noise_doc(**over) -> dict:
